@@ -53,6 +53,7 @@ class LayerSpec:
         object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
         if self.kind == "conv":
             check_choice(f"activation of {self.name}", self.activation, CONV_ACTIVATIONS)
+        if self.kind in ("conv", "pool"):
             check_choice(f"padding of {self.name}", self.padding, ("valid", "same"))
         if self.kind == "dense":
             check_choice(f"activation of {self.name}", self.activation, DENSE_ACTIVATIONS)
@@ -158,6 +159,17 @@ def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
     return ((flat - mean) / std).reshape(x.shape)
 
 
+class SameMaxPool2d(nn.MaxPool2d):
+    """Max pooling with Keras's `padding="same"`: output ceil(size / pool), padded cells never win."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for size, pool in ((x.shape[-1], self.kernel_size[1]), (x.shape[-2], self.kernel_size[0])):
+            total = -(-size // pool) * pool - size
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads, value=float("-inf")))
+
+
 class Conv2DLayer(nn.Conv2d):
     def __init__(self, in_channels: int, spec: LayerSpec):
         super().__init__(in_channels, spec.size, spec.kernel, padding=spec.padding)
@@ -198,8 +210,12 @@ class CNN(nn.Module):
                 if layer.padding == "valid":
                     height, width = height - layer.kernel[0] + 1, width - layer.kernel[1] + 1
             elif layer.kind == "pool":
-                module = nn.MaxPool2d(layer.kernel)
-                height, width = height // layer.kernel[0], width // layer.kernel[1]
+                if layer.padding == "same":
+                    module = SameMaxPool2d(layer.kernel)
+                    height, width = -(-height // layer.kernel[0]), -(-width // layer.kernel[1])
+                else:
+                    module = nn.MaxPool2d(layer.kernel)
+                    height, width = height // layer.kernel[0], width // layer.kernel[1]
             elif layer.kind == "flatten":
                 module = nn.Flatten()
                 features = channels * height * width
@@ -246,6 +262,9 @@ class CNN(nn.Module):
         return self.body(self.normalize(x))
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax of the last layer's logits; a sigmoid last layer's outputs are used as they are."""
+        if self.spec.layers[-1].activation == "sigmoid":
+            return self(x)
         return torch.softmax(self(x), dim=1)
 
     def prefix(self, name: str, normalize: bool = True) -> nn.Sequential:
