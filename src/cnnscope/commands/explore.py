@@ -1,0 +1,96 @@
+"""`cnnscope explore`: the interactive explorer in the browser (a local web server)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from . import add_data_option, add_device_option, add_model_option
+
+NAME = "explore"
+ORDER = 60
+HELP = "start the interactive explorer: draw a digit and watch every layer respond (local web page)"
+LOOPBACK_NAMES = ("localhost",)
+
+
+def add_arguments(parser) -> None:
+    add_model_option(parser)
+    add_data_option(parser)
+    add_device_option(parser)
+    parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default 127.0.0.1; anything else needs --allow-remote)")
+    parser.add_argument("--allow-remote", action="store_true",
+                        help="allow binding a non-loopback address (the page has no login: anyone who reaches it can use it)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="folder for cached OIPs (default: $CNNSCOPE_HOME/explore)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: fastest for one-image updates on a busy machine)")
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_arguments(args) -> None:
+    """UserError for a bad port, a remote bind without --allow-remote, or a bad thread count."""
+    from ..errors import UserError
+
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"port must be 0..65535, got {args.port}")
+    if not is_loopback(args.host) and not args.allow_remote:
+        raise UserError(f"refusing to bind {args.host!r}: the explorer has no login; "
+                        "use 127.0.0.1 (default) or pass --allow-remote to expose it on your network")
+    if args.threads < 1:
+        raise UserError(f"threads must be >= 1, got {args.threads}")
+
+
+def run(args) -> int:
+    check_arguments(args)
+    try:
+        import uvicorn  # noqa: F401
+        import fastapi  # noqa: F401
+    except ImportError:
+        from ..errors import UserError
+
+        raise UserError("the explorer needs FastAPI and uvicorn: pip install 'cnnscope[web]'") from None
+    import socket
+    from pathlib import Path
+
+    import torch
+    import uvicorn
+
+    from ..checkpoint import load_model
+    from ..data import cnnscope_home, load_mnist
+    from ..device import pick_device
+    from ..web import create_app
+
+    device = pick_device(args.device)
+    model, config = load_model(args.model, device=device)
+    data_info = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
+    mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+    cache = Path(args.cache).expanduser() if args.cache else cnnscope_home() / "explore"
+    torch.set_num_threads(args.threads)
+    app = create_app(model, config, mnist, cache, precompute=True)
+
+    # Bind the socket ourselves, so a busy port is a one-line error and port 0 reports its number.
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        from ..errors import UserError
+
+        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    port = sock.getsockname()[1]
+    shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    print(f"cnnscope explorer: http://{shown}:{port}/  (model {args.model or 'default'}; Ctrl+C to stop)", flush=True)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[sock])
+    return 0
