@@ -24,8 +24,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
 import keras as keras_package  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 keras = tf.keras
@@ -143,7 +143,7 @@ def keras_outputs(model: keras.Model, inputs: np.ndarray) -> dict[str, np.ndarra
     """Every layer's output for `inputs` (inference mode), plus model.predict."""
     probe = keras.Model(model.inputs, [layer.output for layer in model.layers])
     outputs = probe.predict(inputs, verbose=0)
-    result = {f"act_{layer.name}": np.asarray(out, dtype=np.float32) for layer, out in zip(model.layers, outputs)}
+    result = {f"act_{layer.name}": np.asarray(out, dtype=np.float32) for layer, out in zip(model.layers, outputs, strict=False)}
     result["predictions"] = np.asarray(model.predict(inputs, verbose=0), dtype=np.float32)
     result["layers"] = np.array([layer.name for layer in model.layers])
     return result

@@ -25,7 +25,15 @@ import numpy as np
 import torch
 
 from .errors import UserError
-from .model import CNN, CONV_ACTIVATIONS, DENSE_ACTIVATIONS, LayerSpec, ModelSpec, Normalization, default_spec
+from .model import (
+    CNN,
+    CONV_ACTIVATIONS,
+    DENSE_ACTIVATIONS,
+    LayerSpec,
+    ModelSpec,
+    Normalization,
+    default_spec,
+)
 
 SUPPORTED_LAYERS = ("Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dropout")
 NORMALIZE_CHOICES = ("none", "global", "per_image", "MEAN,STD")
@@ -333,33 +341,28 @@ def _load_weights(model: CNN, keras_file: KerasFile) -> None:
             raise UserError(f"{path}: weights of layer {spec.name!r} are missing or unexpected "
                             f"(found shapes {[list(a.shape) for a in arrays]})")
         kernel = kernels[0]
+        needed = tuple(module.weight.shape)
+        needed = (needed[2], needed[3], needed[1], needed[0]) if spec.kind == "conv" else (needed[1], needed[0])
+        if kernel.shape != needed or (biases and biases[0].shape != (needed[-1],)):
+            found = [list(a.shape) for a in arrays]
+            raise UserError(f"{path}: the weights of layer {spec.name!r} have shapes {found}, the layer's "
+                            f"config needs kernel {list(needed)} and bias [{needed[-1]}]")
         if spec.kind == "conv":
             converted = kernel.transpose(3, 2, 0, 1)  # H W in out -> out in H W
         else:
             converted = kernel.T  # in out -> out in
             if after_flatten and previous_shape is not None and len(previous_shape) == 3:
                 channels, height, width = previous_shape
-                if kernel.shape[0] != channels * height * width:
-                    raise UserError(f"{path}: layer {spec.name!r} expects {kernel.shape[0]} inputs but Flatten "
-                                    f"gives {channels * height * width}")
                 # Keras flattens (h, w, c); cnnscope flattens (c, h, w).
                 converted = kernel.reshape(height, width, channels, -1).transpose(2, 0, 1, 3) \
                     .reshape(channels * height * width, -1).T
             after_flatten = False
-        _copy(module.weight, converted, spec.name, "kernel", path)
-        if biases:
-            _copy(module.bias, biases[0], spec.name, "bias", path)
-        else:  # use_bias=False
-            with torch.no_grad():
+        with torch.no_grad():
+            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(converted)))
+            if biases:
+                module.bias.copy_(torch.from_numpy(biases[0]))
+            else:  # use_bias=False
                 module.bias.zero_()
-
-
-def _copy(parameter: torch.nn.Parameter, array: np.ndarray, layer: str, what: str, path: Path) -> None:
-    if tuple(parameter.shape) != tuple(array.shape):
-        raise UserError(f"{path}: the {what} of layer {layer!r} has shape {list(array.shape)}, "
-                        f"the layer needs {list(parameter.shape)}")
-    with torch.no_grad():
-        parameter.copy_(torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)))
 
 
 # ---- options -------------------------------------------------------------------------------

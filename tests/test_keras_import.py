@@ -1,0 +1,279 @@
+"""Keras import: files written by real Keras 2.15 (.h5, .keras) and Keras 3 (.keras, .h5) give Keras's numbers.
+
+The fixtures in tests/fixtures/keras were made by tools/make_keras_fixtures.py; each
+`<name>.npz` holds Keras's own outputs of every layer for a few fixed inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from cnnscope.checkpoint import load_checkpoint
+from cnnscope.cli import main
+from cnnscope.data import to_tensor
+from cnnscope.errors import UserError
+from cnnscope.keras_import import import_keras, parse_normalization, read_keras_file
+from cnnscope.model import CNN, Normalization
+
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+
+FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+TOLERANCE = 1e-5
+
+# (model file, npz with Keras's outputs)
+IMPORTABLE = [
+    ("articles_k2.h5", "articles_k2.npz"),
+    ("articles_k3.keras", "articles_k3.npz"),
+    ("variety_k2.h5", "variety_k2.npz"),
+    ("variety_k2.keras", "variety_k2.npz"),
+    ("variety_k3.h5", "variety_k3.npz"),
+    ("variety_k3.keras", "variety_k3.npz"),
+]
+
+
+def expected(npz_name: str) -> dict:
+    with np.load(FIXTURES / npz_name) as data:
+        return {key: data[key] for key in data.files}
+
+
+def fixture_normalization(data: dict) -> Normalization:
+    return Normalization(str(data["norm_mode"]), float(data["norm_mean"]), float(data["norm_std"]))
+
+
+def in_keras_layout(model: CNN, name: str, output: torch.Tensor) -> np.ndarray:
+    """A cnnscope layer output as Keras has it: channels last, Flatten in (h, w, c) order, softmax applied."""
+    array = output.detach().cpu().numpy()
+    if array.ndim == 4:
+        return array.transpose(0, 2, 3, 1)
+    specs, index = model.spec.layers, model.layer_names.index(name)
+    while specs[index].kind == "dropout":
+        index -= 1
+    if specs[index].kind == "flatten":
+        channels, height, width = model.output_shape(model.layer_names[index - 1])
+        array = array.reshape(-1, channels, height, width).transpose(0, 2, 3, 1).reshape(len(array), -1)
+    if name == model.layer_names[-1] and specs[-1].activation == "softmax":
+        array = torch.softmax(output, dim=1).detach().cpu().numpy()
+    return array
+
+
+def max_differences(model: CNN, data: dict) -> dict[str, float]:
+    """Max |cnnscope - Keras| per layer and for the predictions, cnnscope fed the raw [0, 1] images."""
+    raw = torch.from_numpy(data["raw"]).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        outputs = model.activations(raw, model.layer_names)
+        probabilities = model.probabilities(raw)
+    diffs = {name: float(np.abs(in_keras_layout(model, name, outputs[name]) - data[f"act_{name}"]).max())
+             for name in model.layer_names}
+    diffs["predictions"] = float(np.abs(probabilities.numpy() - data["predictions"]).max())
+    return diffs
+
+
+@pytest.mark.parametrize("model_file,npz_name", IMPORTABLE)
+def test_every_layer_matches_keras(model_file, npz_name):
+    data = expected(npz_name)
+    model, source = import_keras(FIXTURES / model_file, fixture_normalization(data))
+    assert model.layer_names == [str(name) for name in data["layers"]]  # Keras names kept
+    assert source["keras_version"] == str(data["keras_version"])
+    diffs = max_differences(model, data)
+    assert max(diffs.values()) < TOLERANCE, diffs
+    assert not model.training
+
+
+def test_articles_network_structure():
+    model, source = import_keras(FIXTURES / "articles_k2.h5")
+    assert source["format"] == "keras-h5"
+    assert model.parameter_count() == 208_982
+    assert [spec.kind for spec in model.spec.layers] == ["conv", "pool", "conv", "pool", "conv", "flatten", "dense", "dense"]
+    assert model.layer_names[:5] == ["Conv2D_1", "Max_Pool_1", "Conv2D_2", "Max_Pool_2", "Conv2D_3"]
+    assert model.output_shape("Conv2D_3") == (128, 3, 3)
+    assert model.num_classes == 10
+    model3, source3 = import_keras(FIXTURES / "articles_k3.keras")
+    assert source3["format"] == "keras-v3" and model3.parameter_count() == 208_982
+
+
+def test_variety_network_structure():
+    model, _ = import_keras(FIXTURES / "variety_k3.keras")
+    assert model.spec.in_channels == 3 and model.spec.image_size == 17
+    assert model.layer_spec("c_same_sigmoid").padding == "same"
+    assert model.layer_spec("c_elu_5x3").kernel == (5, 3)
+    assert model.output_shape("pool_3") == (5, 4, 5)
+    assert model.output_shape("pool_same") == (4, 2, 3)  # 'same' pooling rounds up
+    assert float(model.body.c_tanh_nobias.bias.detach().abs().max()) == 0.0  # use_bias=False
+    assert model.layer_spec("drop_1").rate == pytest.approx(0.3)
+
+
+def test_first_dense_rows_follow_channels_first_flatten():
+    """The permuted kernel: cnnscope's row (c, h, w) is Keras's row (h, w, c)."""
+    model, keras_file = import_keras(FIXTURES / "variety_k2.h5")[0], read_keras_file(FIXTURES / "variety_k2.h5")
+    keras_kernel = keras_file.weights["d_tanh"][0]  # (h * w * c) x units
+    channels, height, width = model.output_shape("pool_same")
+    weight = model.body.d_tanh.weight.detach().numpy()  # units x (c * h * w)
+    for c, h, w in [(0, 0, 0), (3, 1, 2), (2, 0, 1)]:
+        np.testing.assert_array_equal(weight[:, c * height * width + h * width + w],
+                                      keras_kernel[(h * width + w) * channels + c])
+
+
+def test_imported_articles_network_classifies_real_mnist(mnist):
+    data = expected("articles_k2.npz")
+    np.testing.assert_allclose(data["raw"][..., 0], mnist.test_x[:4] / 255.0, atol=1e-7)
+    model, _ = import_keras(FIXTURES / "articles_k2.h5", fixture_normalization(data))
+    images = to_tensor(mnist.test_x[:1000])
+    with torch.no_grad():
+        predicted = model.probabilities(images).argmax(dim=1).numpy()
+    accuracy = float((predicted == mnist.test_y[:1000]).mean())
+    assert accuracy > 0.9  # one Keras epoch on 6000 images
+
+
+def test_cli_writes_a_checkpoint_with_the_normalisation(tmp_path, capsys):
+    data = expected("articles_k2.npz")
+    mean, std = float(data["norm_mean"]), float(data["norm_std"])
+    out = tmp_path / "imported"
+    assert main(["import-keras", str(FIXTURES / "articles_k2.h5"), "--out", str(out),
+                 "--normalize", f"{mean!r},{std!r}"]) == 0
+    printed = capsys.readouterr().out
+    assert "normalisation: global" in printed and "208,982" in printed
+    model, config = load_checkpoint(out)
+    assert config["source"]["kind"] == "keras" and config["source"]["keras_version"] == "2.15.0"
+    assert config["spec"]["normalization"] == {"mode": "global", "mean": mean, "std": std}
+    assert max(max_differences(model, data).values()) < TOLERANCE
+    assert "normalisation: global" in model.summary()
+
+
+def test_cli_per_image_and_force(tmp_path):
+    out = tmp_path / "imported"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    assert main(["import-keras", str(FIXTURES / "articles_k3.keras"), "--out", str(out), "--normalize", "per_image",
+                 "--force"]) == 0
+    model, _ = load_checkpoint(out)
+    assert model.spec.normalization.mode == "per_image"
+    assert max(max_differences(model, expected("articles_k3.npz")).values()) < TOLERANCE
+
+
+@pytest.mark.parametrize("text,mode,mean,std", [
+    ("none", "none", 0.0, 1.0),
+    ("per_image", "per_image", 0.0, 1.0),
+    ("per-image", "per_image", 0.0, 1.0),
+    ("global", "global", 0.1307, 0.3081),
+    ("0.5,0.25", "global", 0.5, 0.25),
+    ("0,0.00392156862745098", "global", 0.0, 1 / 255),
+])
+def test_parse_normalization(text, mode, mean, std):
+    normalization = parse_normalization(text)
+    assert (normalization.mode, normalization.mean, normalization.std) == (mode, pytest.approx(mean), pytest.approx(std))
+
+
+# ---- errors ----------------------------------------------------------------------------------
+def edited_keras_file(tmp_path: Path, edit) -> Path:
+    """A copy of variety_k3.keras whose config.json went through `edit(config)`."""
+    source = FIXTURES / "variety_k3.keras"
+    target = tmp_path / "edited.keras"
+    with zipfile.ZipFile(source) as archive, zipfile.ZipFile(target, "w") as out:
+        for name in archive.namelist():
+            content = archive.read(name)
+            if name == "config.json":
+                config = json.loads(content)
+                edit(config)
+                content = json.dumps(config).encode()
+            out.writestr(name, content)
+    return target
+
+
+def layer_config(config: dict, name: str) -> dict:
+    return next(layer["config"] for layer in config["config"]["layers"] if layer["config"].get("name") == name)
+
+
+def assert_cli_error(tmp_path, capsys, model_file, *words, extra=()):
+    out = tmp_path / "out"
+    code = main(["import-keras", str(model_file), "--out", str(out), *extra])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("cnnscope import-keras: error:"), err
+    assert "Traceback" not in err
+    for word in words:
+        assert word in err, err
+    assert not out.exists()
+    return err
+
+
+@pytest.mark.parametrize("model_file,words", [
+    ("functional_k2.h5", ["functional", "Sequential"]),
+    ("functional_k3.keras", ["functional", "Sequential"]),
+    ("batchnorm_k2.h5", ["'bn_1'", "BatchNormalization"]),
+    ("batchnorm_k3.keras", ["'bn_1'", "BatchNormalization"]),
+    ("strided_k2.h5", ["'Conv2D_strided'", "strides [2, 2]"]),
+    ("strided_k3.keras", ["'Conv2D_strided'", "strides [2, 2]"]),
+    ("dilated_k2.h5", ["'Conv2D_dilated'", "dilation_rate [2, 2]"]),
+    ("dilated_k3.keras", ["'Conv2D_dilated'", "dilation_rate [2, 2]"]),
+    ("pool_stride_k2.h5", ["'pool_overlapping'", "strides [1, 1]"]),
+    ("pool_stride_k3.keras", ["'pool_overlapping'", "strides [1, 1]"]),
+    ("weights_only_k2.h5", ["only weights", "model.save"]),
+    ("missing.h5", ["no such file"]),
+])
+def test_cli_refuses_unsupported_files(tmp_path, capsys, model_file, words):
+    assert_cli_error(tmp_path, capsys, FIXTURES / model_file, *words)
+
+
+def test_cli_refuses_files_that_are_not_keras_models(tmp_path, capsys):
+    text = tmp_path / "notes.h5"
+    text.write_text("not a model")
+    assert_cli_error(tmp_path, capsys, text, "not a Keras model file")
+    plain_h5 = tmp_path / "data.h5"
+    with h5py.File(plain_h5, "w") as handle:
+        handle["x"] = np.zeros(3)
+    assert_cli_error(tmp_path, capsys, plain_h5, "not a Keras model", "model_config")
+    plain_zip = tmp_path / "other.keras"
+    with zipfile.ZipFile(plain_zip, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    assert_cli_error(tmp_path, capsys, plain_zip, "not a Keras .keras model")
+    assert_cli_error(tmp_path, capsys, tmp_path, "is a folder")
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda c: layer_config(c, "c_elu_5x3").update(activation="softplus"), ["'c_elu_5x3'", "softplus"]),
+    (lambda c: layer_config(c, "d_tanh").update(activation="softmax"), ["'d_tanh'", "softmax", "last layer"]),
+    (lambda c: layer_config(c, "c_elu_5x3").update(groups=2), ["'c_elu_5x3'", "groups"]),
+    (lambda c: layer_config(c, "pool_3").update(data_format="channels_first"), ["'pool_3'", "channels_first"]),
+    (lambda c: c["config"]["layers"][0]["config"].update(batch_shape=[None, 17, 15, 3]), ["17x15", "square"]),
+    (lambda c: c["config"]["layers"][0]["config"].update(batch_shape=[None, None, None, 3]), ["must be fixed"]),
+    (lambda c: c["config"].update(layers=c["config"]["layers"][:-5]), ["last layer must be Dense", "'flat'"]),
+    (lambda c: c.update(class_name="Functional"), ["functional"]),
+])
+def test_cli_refuses_edited_configs(tmp_path, capsys, edit, words):
+    assert_cli_error(tmp_path, capsys, edited_keras_file(tmp_path, edit), *words)
+
+
+def test_cli_refuses_weights_that_do_not_fit(tmp_path, capsys):
+    def more_filters(config):
+        layer_config(config, "c_linear_same")["filters"] = 5
+    assert_cli_error(tmp_path, capsys, edited_keras_file(tmp_path, more_filters), "'c_linear_same'", "shape")
+
+
+def test_cli_refuses_bad_options(tmp_path, capsys):
+    model_file = FIXTURES / "variety_k3.keras"
+    assert_cli_error(tmp_path, capsys, model_file, "normalisation", "MEAN,STD", extra=["--normalize", "standard"])
+    assert_cli_error(tmp_path, capsys, model_file, "std > 0", extra=["--normalize", "0.1,0"])
+    busy = tmp_path / "out"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    code = main(["import-keras", str(model_file), "--out", str(busy)])
+    err = capsys.readouterr().err
+    assert code == 2 and "already holds files" in err and err.count("\n") == 1
+    assert sorted(p.name for p in busy.iterdir()) == ["keep.txt"]
+    shutil.rmtree(busy)
+    busy.write_text("a file")
+    code = main(["import-keras", str(model_file), "--out", str(busy)])
+    assert code == 2 and "is a file" in capsys.readouterr().err
+
+
+def test_library_errors_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such file"):
+        import_keras(tmp_path / "nothing.keras")
