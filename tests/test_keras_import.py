@@ -277,3 +277,26 @@ def test_cli_refuses_bad_options(tmp_path, capsys):
 def test_library_errors_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="no such file"):
         import_keras(tmp_path / "nothing.keras")
+
+
+def test_older_keras_layouts(tmp_path):
+    """Keras <= 2.3 had no InputLayer (the first layer carried batch_input_shape) and stored bytes."""
+    def first_layer_shape(config):
+        layers = config["config"]["layers"]
+        shape = layers.pop(0)["config"]["batch_shape"]
+        layers[0]["config"]["batch_input_shape"] = shape
+    data = expected("variety_k3.npz")
+    model, _ = import_keras(edited_keras_file(tmp_path, first_layer_shape))
+    assert max(max_differences(model, data).values()) < TOLERANCE
+
+    old_h5 = tmp_path / "old.h5"
+    shutil.copy(FIXTURES / "articles_k2.h5", old_h5)
+    with h5py.File(old_h5, "r+") as handle:
+        config = json.loads(handle.attrs["model_config"])
+        config["config"] = config["config"]["layers"]  # Keras <= 2.2: Sequential config is a bare list
+        handle.attrs["model_config"] = np.bytes_(json.dumps(config).encode())
+        handle.attrs["keras_version"] = np.bytes_(b"2.2.4")
+    data = expected("articles_k2.npz")
+    model, source = import_keras(old_h5, fixture_normalization(data))
+    assert source["keras_version"] == "2.2.4"
+    assert max(max_differences(model, data).values()) < TOLERANCE
