@@ -101,6 +101,20 @@ def load_mnist(
     return Mnist(train_x, train_y, test_x, test_y, split, seed if split == "seed" else 0, source)
 
 
+def load_mnist_for_model(config: dict, path: str | os.PathLike | None = None) -> Mnist:
+    """MNIST split the way the model's checkpoint says (split and its seed), so indices match."""
+    data = config.get("data") or {}
+    return load_mnist(path, split=str(data.get("split", "official")), seed=int(data.get("seed", 0) or 0))
+
+
+def check_index(mnist: Mnist, which: str, index: int) -> int:
+    """`index` if it names an image of the `which` set, else a UserError with the valid range."""
+    images, _ = mnist.images(which)
+    if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < len(images):
+        raise DataError(f"index {index} is out of range for the {which} set: 0..{len(images) - 1}")
+    return int(index)
+
+
 def to_tensor(images: np.ndarray):
     """uint8 N x 28 x 28 -> float32 tensor N x 1 x 28 x 28 in [0, 1]."""
     import torch
