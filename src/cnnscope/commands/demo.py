@@ -25,17 +25,16 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from ..checkpoint import load_model
-    from ..data import load_mnist
+    from ..data import load_mnist_for_model
     from ..device import pick_device
     from ..report import ReportContext, build_report
     from ..train import ensure_default_model
 
     started = time.perf_counter()
     device = pick_device(args.device)
-    model_dir = Path(args.model) if args.model else ensure_default_model(log=print, data=args.data)
+    model_dir = Path(args.model) if args.model else ensure_default_model(log=print, data=args.data, device=device)
     model, config = load_model(model_dir, device=device)
-    data_info = config.get("data", {})
-    mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+    mnist = load_mnist_for_model(config, args.data)
     out = Path(args.out).expanduser()
     print(f"writing report to {out} ...")
     ctx = ReportContext(model=model, config=config, mnist=mnist, model_dir=model_dir, folder=out,
