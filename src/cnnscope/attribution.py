@@ -118,13 +118,18 @@ def gradcam(model: CNN, images: torch.Tensor, target=None, layer: str | None = N
 
 def receptive_field(model: CNN, layer: str) -> tuple[float, float]:
     """(offset, jump): pixel i of `layer` is centred on input pixel offset + jump * i."""
-    offset, jump = 0.0, 1.0
+    offset, jump, size = 0.0, 1.0, model.spec.image_size
     for spec in model.spec.layers:
-        if spec.kind == "conv" and spec.padding == "valid":
-            offset += (spec.kernel[0] - 1) / 2 * jump
+        k = spec.kernel[0]
+        if spec.kind == "conv":
+            before = 0 if spec.padding == "valid" else (k - 1) // 2  # PyTorch 'same': extra pad at the end
+            offset += ((k - 1) / 2 - before) * jump
+            size = size - k + 1 if spec.padding == "valid" else size
         elif spec.kind == "pool":
-            offset += (spec.kernel[0] - 1) / 2 * jump
-            jump *= spec.kernel[0]
+            before = (-(-size // k) * k - size) // 2 if spec.padding == "same" else 0
+            offset += ((k - 1) / 2 - before) * jump
+            jump *= k
+            size = -(-size // k) if spec.padding == "same" else size // k
         if spec.name == layer:
             return offset, jump
     raise UserError(f"unknown layer {layer!r}")

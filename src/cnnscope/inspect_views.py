@@ -70,6 +70,11 @@ def to_batch(images: Sequence[DigitImage], device: torch.device | str = "cpu") -
     return to_tensor(np.stack([image.pixels for image in images])).to(device)
 
 
+def probabilities_from_output(model: CNN, output: torch.Tensor) -> torch.Tensor:
+    """The last layer's output -> probabilities, as `model.probabilities` does."""
+    return output if model.spec.layers[-1].activation == "sigmoid" else torch.softmax(output, dim=1)
+
+
 def predict(model: CNN, images: Sequence[DigitImage]) -> np.ndarray:
     """N x classes probabilities."""
     with torch.no_grad():
@@ -197,14 +202,16 @@ def all_layers(model: CNN, skip_flatten: bool = True) -> list[str]:
 
 def layer_figures(model: CNN, images: Sequence[DigitImage], layers: Sequence[str] | None = None,
                   **options) -> dict[str, LayerFigure]:
-    """`layer_figure` for several layers (default: all but Flatten) from one forward pass."""
+    """`layer_figure` for several layers (default: all but Flatten) from one forward pass
+    (which also gives the predictions)."""
     layers = list(layers) if layers else all_layers(model)
     for name in layers:
         model.check_layer(name)
     if not images:
         raise UserError("no images to show")
-    outputs = activations(model, to_batch(images, _device(model)), layers)
-    probabilities = predict(model, images)
+    last = model.layer_names[-1]
+    outputs = activations(model, to_batch(images, _device(model)), list(dict.fromkeys(layers + [last])))
+    probabilities = probabilities_from_output(model, outputs[last]).float().cpu().numpy()
     return {name: layer_figure(model, images, name, values=outputs[name].float().cpu().numpy(),
                                probabilities=probabilities, **options) for name in layers}
 

@@ -36,6 +36,7 @@ MEASURES = ("auc", "smd")
 DEFAULT_LEVEL = 0.3
 DEFAULT_SHARE = 0.8
 DEFAULT_COUNT = 200
+SHARE_TOLERANCE = 1e-9  # 2 of 10 images is a share of 0.2 although 1 - 0.8 = 0.19999999999999996
 
 
 def parse_digits(text: str | Sequence[int], num_classes: int = 10) -> tuple[int, int]:
@@ -139,11 +140,11 @@ class ClassPatterns:
 
     def common_points(self, which: int) -> np.ndarray:
         """Boolean: nodes active in at least `min_share` of class `which`'s images (0 or 1)."""
-        return self.active_share[which] >= self.min_share
+        return self.active_share[which] >= self.min_share - SHARE_TOLERANCE
 
     def distinctive_points(self, which: int) -> np.ndarray:
         """Common points of class `which` that are active in at most 1 - min_share of the other's."""
-        return self.common_points(which) & (self.active_share[1 - which] <= 1.0 - self.min_share)
+        return self.common_points(which) & (self.active_share[1 - which] <= 1.0 - self.min_share + SHARE_TOLERANCE)
 
     def shared_points(self, which: int) -> np.ndarray:
         """Common points of class `which` that are not distinctive."""
