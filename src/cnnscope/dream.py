@@ -173,7 +173,7 @@ def adjust_distribution(image: torch.Tensor, width: float) -> torch.Tensor:
     if width == 0:
         return image.clamp(0.0, 1.0)
     std = image.std(unbiased=False)
-    if float(std) == 0.0:
+    if float(std) < 1e-6:  # a flat image (up to float rounding) stays flat, at mid-grey
         return torch.full_like(image, 0.5)
     return ((image - image.mean()) / std * width + 0.5).clamp(0.0, 1.0)
 

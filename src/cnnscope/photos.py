@@ -56,9 +56,9 @@ class Photo:
         """
         y = luminance.detach().reshape(self.size).float().cpu().numpy()
         if not (color and self.chroma is not None):
-            return Image.fromarray(to_uint8(y), mode="L")
+            return Image.fromarray(to_uint8(y))
         rgb = ycbcr_to_rgb(np.clip(y, 0.0, 1.0), self.chroma[0], self.chroma[1])
-        return Image.fromarray(to_uint8(rgb.transpose(1, 2, 0)), mode="RGB")
+        return Image.fromarray(to_uint8(rgb.transpose(1, 2, 0)))
 
     def original(self, color: bool = True) -> Image.Image:
         """The photo as used (after any resize), as a PIL image."""
