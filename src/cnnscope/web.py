@@ -59,7 +59,7 @@ MAX_OIP_MAPS = 32  # maps per OIP request (the zoo asks in chunks)
 TOP_COUNT = 9
 CELL_EXAMPLES = 60  # test indices listed per confusion-matrix cell
 CONFUSABLE_COUNT = 100
-STATS_BATCH = 500
+STATS_BATCH = 250
 OIP_SCALE = 4  # OIP pictures are stored upscaled (nearest) 4x: 112x112
 COLORMAP = "viridis"
 
@@ -103,6 +103,13 @@ def weights_hash(model: CNN) -> str:
         digest.update(f"{name}:{array.dtype}:{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+def last_layer_probabilities(model: CNN, output: torch.Tensor) -> torch.Tensor:
+    """Class probabilities from the last layer's output, as `CNN.probabilities` computes them."""
+    if model.spec.layers[-1].activation == "sigmoid":
+        return output.double()
+    return torch.softmax(output.double(), dim=-1)
 
 
 def b64(array: np.ndarray) -> str:
@@ -212,7 +219,7 @@ class Explorer:
             "colormap": {"name": COLORMAP, "lut": b64(lut)},
             "weights": self.weights_hash[:16],
             "recipe": self.config.get("recipe"),
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float | str)},
             "oip_settings": asdict(self.oip_settings),
             "limits": {"max_body_bytes": MAX_BODY_BYTES, "max_canvas_side": MAX_CANVAS_SIDE,
                        "max_oip_maps": MAX_OIP_MAPS},
@@ -224,7 +231,7 @@ class Explorer:
         wanted = self.layers if self.last_layer in self.layers else [*self.layers, self.last_layer]
         with torch.no_grad():
             outputs = self.model.activations(x, wanted)
-            probabilities = torch.softmax(outputs[self.last_layer][0].double(), dim=0).cpu().numpy()
+            probabilities = last_layer_probabilities(self.model, outputs[self.last_layer][0]).cpu().numpy()
         return {
             "input": b64(image),
             "probabilities": rounded(probabilities, 6),
@@ -269,7 +276,7 @@ class Explorer:
                 for name in self.layers:
                     out = outputs[name]
                     means[name].append((out.mean(dim=(2, 3)) if out.dim() == 4 else out).float().cpu().numpy())
-                probabilities.append(torch.softmax(outputs[self.last_layer].double(), dim=1).cpu().numpy())
+                probabilities.append(last_layer_probabilities(self.model, outputs[self.last_layer]).cpu().numpy())
         probs = np.concatenate(probabilities)
         return TestStats(probs, probs.argmax(axis=1), {k: np.concatenate(v) for k, v in means.items()},
                          time.perf_counter() - started)

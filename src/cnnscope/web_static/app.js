@@ -68,10 +68,10 @@ function setupCanvas() {
     return [(event.clientX - rect.left) * canvas.width / rect.width,
             (event.clientY - rect.top) * canvas.height / rect.height];
   }
+  const PEN = 18;  // pen width in canvas pixels (the digit is later fitted into 20 of 28 pixels)
   function stroke(from, to) {
     ctx.strokeStyle = "#fff";
-    ctx.fillStyle = "#fff";
-    ctx.lineWidth = 18;
+    ctx.lineWidth = PEN;
     ctx.lineCap = "round";
     ctx.lineJoin = "round";
     ctx.beginPath();
@@ -79,11 +79,17 @@ function setupCanvas() {
     ctx.lineTo(to[0], to[1]);
     ctx.stroke();
   }
+  function dot(at) {  // a zero-length line draws nothing, so a tap is a filled circle
+    ctx.fillStyle = "#fff";
+    ctx.beginPath();
+    ctx.arc(at[0], at[1], PEN / 2, 0, 2 * Math.PI);
+    ctx.fill();
+  }
   canvas.addEventListener("pointerdown", (event) => {
     event.preventDefault();
     canvas.setPointerCapture(event.pointerId);
     last = point(event);
-    stroke(last, last);
+    dot(last);
     inkChanged();
   });
   canvas.addEventListener("pointermove", (event) => {
