@@ -339,3 +339,18 @@ def test_dense_objectives_only_at_28x28(small_model, flower):
 def test_bad_settings(kwargs, message):
     with pytest.raises(UserError, match=message):
         DreamSettings(**kwargs).resolved()
+
+
+def test_report_section_quick(small_model, tmp_path):
+    from cnnscope.dream import report_section
+    from cnnscope.report import ReportContext
+
+    ctx = ReportContext(model=small_model, config={}, mnist=None, model_dir=tmp_path, folder=tmp_path, quick=True)
+    section = report_section(ctx)
+    assert [f.path for f in section.figures][0] == "dream_Conv2D_3_56.png"
+    assert section.figures[2].path == "dream_octaves.png" and len(section.figures) == 3
+    for figure in section.figures:
+        picture = Image.open(tmp_path / figure.path)
+        assert picture.width > 300 and picture.height > 100
+        assert "Objective" in figure.caption
+    assert "photo" in section.facts
