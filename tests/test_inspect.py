@@ -136,3 +136,18 @@ def test_bad_requests_are_user_errors(small_model, mnist):
         views.layer_figure(small_model, images, "Conv2D_1", scale="log")
     with pytest.raises(UserError, match="at most"):
         views.layer_figure(small_model, images * 13, "Conv2D_1")
+
+
+@pytest.mark.slow
+def test_report_section_quick(small_model, mnist, tmp_path):
+    from cnnscope.report import ReportContext
+
+    ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path, quick=True)
+    section = views.report_section(ctx)
+    paths = [figure.path for figure in section.figures]
+    assert len(paths) == 7 + 4 + 1 + 2  # every layer but Flatten, 2 x (patterns + separating), confusable, 2 explanations
+    assert all((tmp_path / path).exists() for path in paths)
+    assert all(figure.caption for figure in section.figures)
+    assert "Conv2D_3: best separating map" in section.facts
+    examples = views.pick_examples(small_model, mnist)
+    assert examples["clear_a"].label == 4 and examples["unclear_a"].label == 4 and examples["clear_b"].label == 9

@@ -363,24 +363,25 @@ def explanation_figure(images: Sequence[DigitImage], maps: dict[str, np.ndarray]
 
 
 def pick_examples(model: CNN, mnist, first: int = 4, second: int = 9) -> dict[str, DigitImage]:
-    """A clear `first`, the `first` the network finds most like a `second` (still predicted
-    `first` if there is one), and a clear `second`, from the test split."""
+    """From the test split: a clear `first`, the `first` the network finds most like a `second`
+    while still predicting `first` (the articles' "unclear 4"), and a clear `second`."""
     from .patterns import predict_probabilities
 
     images, labels = mnist.images("test")
-    result = {}
-    for digit, other, key in ((first, second, "clear_a"), (second, first, "clear_b")):
-        positions = np.flatnonzero(labels == digit)[:300]
-        probs = predict_probabilities(model, _tensor(images[positions], model))
-        clear = positions[int(np.argmax(probs[:, digit] - probs[:, other]))]
-        result[key] = dataset_images(mnist, [clear])[0]
-    positions = np.flatnonzero(labels == first)
-    probs = predict_probabilities(model, _tensor(images[positions], model))
-    still_right = probs.argmax(axis=1) == first
-    candidates = np.flatnonzero(still_right) if still_right.any() else np.arange(len(positions))
-    unclear = positions[candidates[int(np.argmax(probs[candidates, second]))]]
-    result["unclear_a"] = dataset_images(mnist, [unclear])[0]
-    return {"clear_a": result["clear_a"], "unclear_a": result["unclear_a"], "clear_b": result["clear_b"]}
+
+    def probabilities_of(digit: int) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.flatnonzero(labels == digit)
+        return positions, predict_probabilities(model, _tensor(images[positions], model))
+
+    positions_a, probs_a = probabilities_of(first)
+    positions_b, probs_b = probabilities_of(second)
+    clear_a = positions_a[int(np.argmax(probs_a[:, first] - probs_a[:, second]))]
+    clear_b = positions_b[int(np.argmax(probs_b[:, second] - probs_b[:, first]))]
+    still_right = np.flatnonzero(probs_a.argmax(axis=1) == first)
+    candidates = still_right if len(still_right) else np.arange(len(positions_a))
+    unclear_a = positions_a[candidates[int(np.argmax(probs_a[candidates, second]))]]
+    chosen = dataset_images(mnist, [clear_a, unclear_a, clear_b])
+    return dict(zip(("clear_a", "unclear_a", "clear_b"), chosen, strict=True))
 
 
 def pattern_layers(model: CNN) -> list[str]:
@@ -390,87 +391,118 @@ def pattern_layers(model: CNN) -> list[str]:
     return convs[-1:] + denses[:-1][:1]
 
 
+REPORT_DIGITS = (4, 9)
+
+
 def report_section(ctx):
     """Activation grids of every layer for a clear 4, an unclear 4 and a 9; the 4-vs-9 patterns; explanations."""
-    from . import attribution
-    from .files import save_image
-    from .patterns import class_indices, class_patterns, most_confusable
-    from .report import Figure, Section
+    from .report import Section
 
-    model, mnist, folder = ctx.model, ctx.mnist, ctx.folder
-    first, second = 4, 9
-    examples = pick_examples(model, mnist, first, second)
+    first, second = REPORT_DIGITS
+    examples = pick_examples(ctx.model, ctx.mnist, first, second)
+    figures, facts = _report_grids(ctx, examples)
+    more_figures, more_facts = _report_patterns(ctx)
+    figures += more_figures + _report_explanations(ctx, examples)
+    facts.update(more_facts)
+    intro = ("The seed articles IV-VI look at the output of every map for a chosen digit, compare several images "
+             f"of a \"{first}\" and ask what tells a \"{first}\" from a \"{second}\" at the last conv layer and at "
+             "the first dense layer. Here are the same pictures, the comparison computed over many images, and "
+             "the attribution maps known from Captum.")
+    return Section("What each layer does", intro, figures, facts)
+
+
+def _report_grids(ctx, examples: dict[str, DigitImage]) -> tuple[list, dict]:
+    from .files import save_image
+    from .report import Figure
+
+    first, second = REPORT_DIGITS
     chosen = list(examples.values())
-    probabilities = predict(model, chosen)
-    figures: list = []
-    names = {"clear_a": f"a clear \"{first}\"", "unclear_a": f"the \"{first}\" most like a \"{second}\"",
-             "clear_b": f"a clear \"{second}\""}
-    who = ", ".join(f"{names[key]} ({image.name}, p({second})={probabilities[i][second]:.3f})" if key == "unclear_a"
-                    else f"{names[key]} ({image.name})" for i, (key, image) in enumerate(examples.items()))
-    for layer, fig in layer_figures(model, chosen, cmap="viridis", scale="shared").items():
-        path = f"activations_{layer}.png"
-        save_image(folder / path, fig.image)
-        shape = model.output_shape(layer)
+    unclear = examples["unclear_a"]
+    p_second = float(predict(ctx.model, [unclear])[0][second])
+    who = (f"a clear \"{first}\" ({examples['clear_a'].name}), the \"{first}\" the network finds most like a "
+           f"\"{second}\" but still calls \"{first}\" ({unclear.name}, p({second}) = {p_second:.3f}) and a clear "
+           f"\"{second}\" ({examples['clear_b'].name})")
+    figures = []
+    for layer, figure in layer_figures(ctx.model, chosen, cmap="viridis", scale="shared").items():
+        path = f"inspect_activations_{layer}.png"
+        save_image(ctx.folder / path, figure.image)
+        shape = ctx.model.output_shape(layer)
         what = (f"all {shape[0]} maps ({shape[1]}x{shape[2]}), 8 per row from the top left"
                 if len(shape) == 3 else f"all {shape[0]} nodes as coloured cells, 8 per row")
         figures.append(Figure(path, f"{layer}: {what}, for {who}. One colour scale for the three images, "
                                     "so brighter means a stronger response in every panel."))
+    return figures, {"examples": who}
 
+
+def _report_patterns(ctx) -> tuple[list, dict]:
+    from .files import save_image
+    from .patterns import class_indices, class_patterns, most_confusable
+    from .report import Figure
+
+    first, second = REPORT_DIGITS
+    model, mnist = ctx.model, ctx.mnist
     count = 50 if ctx.quick else 200
     test_x, test_y = mnist.images("test")
-    idx_a, idx_b = class_indices(test_y, first, count), class_indices(test_y, second, count)
-    tensor_a, tensor_b = _tensor(test_x[idx_a], model), _tensor(test_x[idx_b], model)
-    results = class_patterns(model, tensor_a, tensor_b, pattern_layers(model), (first, second))
-    facts = {}
+    indices = [class_indices(test_y, digit, count) for digit in REPORT_DIGITS]
+    tensors = [_tensor(test_x[i], model) for i in indices]
+    results = class_patterns(model, tensors[0], tensors[1], pattern_layers(model), REPORT_DIGITS)
+    figures, facts = [], {}
     for layer, result in results.items():
-        path = f"patterns_{layer}.png"
-        save_image(folder / path, pattern_figure(result))
+        path = f"inspect_patterns_{layer}.png"
+        save_image(ctx.folder / path, pattern_figure(result))
         figures.append(Figure(path, f"{layer}: mean activation of the first {count} test \"{first}\"s (left) and "
                                     f"\"{second}\"s (right). Circled points are active in at least 80% of a digit's "
                                     "images; red ones in at most 20% of the other digit's."))
-        path = f"separating_{layer}.png"
-        save_image(folder / path, separating_figure(result))
+        path = f"inspect_separating_{layer}.png"
+        save_image(ctx.folder / path, separating_figure(result))
         best = result.top(3)
         figures.append(Figure(path, f"{layer}: the 16 {result.unit}s whose mean activation differs most between "
                                     f"\"{first}\"s and \"{second}\"s, ranked by ROC AUC; best: "
                                     + ", ".join(f"#{r[result.unit]} (AUC {r['auc']:.2f})" for r in best) + "."))
         facts[f"{layer}: best separating {result.unit}"] = f"#{best[0][result.unit]}, AUC {best[0]['auc']:.3f}, d {best[0]['smd']:+.2f}"
-    confusable_rows = []
-    for digit, other, indices in ((first, second, idx_a), (second, first, idx_b)):
-        items = most_confusable(model, _tensor(test_x[indices], model), other, 6 if ctx.quick else 8)
-        pictures = dataset_images(mnist, [int(indices[c.position]) for c in items])
-        confusable_rows.append((f"the \"{digit}\"s the network finds most like a \"{other}\" (of {count})", pictures, items, other))
-    save_image(folder / "confusable.png", confusable_figure(confusable_rows))
-    figures.append(Figure("confusable.png", f"The most confusable images among the {count} \"{first}\"s and \"{second}\"s: "
-                                            "the network's probability for the other digit, highest first."))
+    rows = []
+    for which, (digit, other) in enumerate(((first, second), (second, first))):
+        items = most_confusable(model, tensors[which], other, 6 if ctx.quick else 8)
+        pictures = dataset_images(mnist, [int(indices[which][item.position]) for item in items])
+        rows.append((f"the \"{digit}\"s the network finds most like a \"{other}\" (of {count})", pictures, items, other))
+    save_image(ctx.folder / "inspect_confusable.png", confusable_figure(rows))
+    figures.append(Figure("inspect_confusable.png", f"The most confusable images among the {count} \"{first}\"s and "
+                                                    f"\"{second}\"s: the network's probability for the other digit, highest first."))
+    return figures, facts
 
+
+def _report_explanations(ctx, examples: dict[str, DigitImage]) -> list:
+    from . import attribution
+    from .files import save_image
+    from .report import Figure
+
+    first, second = REPORT_DIGITS
+    model = ctx.model
+    chosen = list(examples.values())
     batch = to_batch(chosen, _device(model))
     targets = attribution.resolve_target(model, batch, None).cpu().numpy()
     options = {"smoothgrad": {"samples": 8 if ctx.quick else 25, "seed": ctx.seed}}
     maps = {m: attribution.attribute(m, model, batch, None, **options.get(m, {})).numpy() for m in attribution.METHODS}
     cam_layer = attribution.default_gradcam_layer(model)
-    save_image(folder / "explain_methods.png", explanation_figure(chosen, maps, targets, probabilities,
-                                                                  titles={"gradcam": f"Grad-CAM ({cam_layer})"}))
-    figures.append(Figure("explain_methods.png", "Why each image got its prediction: four attribution methods for the "
-                                                 "predicted class over the digit (red = most responsible). Saliency and "
-                                                 f"SmoothGrad are input gradients, Grad-CAM weighs the {cam_layer} maps, occlusion "
-                                                 "hides 4x4 patches and measures the drop of the class score."))
+    titles = {"gradcam": f"Grad-CAM ({cam_layer})"}
+    save_image(ctx.folder / "inspect_explain_methods.png",
+               explanation_figure(chosen, maps, targets, predict(model, chosen), titles=titles))
     unclear = [examples["unclear_a"]] * 2
     unclear_batch = to_batch(unclear, _device(model))
     versus_targets = np.array([first, second])
     versus = {"gradcam": attribution.gradcam(model, unclear_batch, versus_targets, layer=cam_layer).numpy(),
               "occlusion": attribution.occlusion(model, unclear_batch, versus_targets).numpy()}
-    save_image(folder / "explain_4_vs_9.png", explanation_figure(
-        unclear, versus, versus_targets, predict(model, unclear), titles={"gradcam": f"Grad-CAM ({cam_layer})"}))
-    figures.append(Figure("explain_4_vs_9.png", f"The unclear \"{first}\" ({examples['unclear_a'].name}): what speaks for "
-                                                f"\"{first}\" (top row) and what speaks for \"{second}\" (bottom row), by "
-                                                f"Grad-CAM at {cam_layer} and by occlusion."))
-    facts["examples"] = who
-    intro = ("The seed articles IV-VI look at the output of every map for a chosen digit, compare several images "
-             f"of a \"{first}\" and ask what tells a \"{first}\" from a \"{second}\" at the last conv layer and at "
-             "the first dense layer. The same pictures, computed over many images, and the attribution maps "
-             "known from Captum.")
-    return Section("What each layer does", intro, figures, facts)
+    save_image(ctx.folder / "inspect_explain_4_vs_9.png",
+               explanation_figure(unclear, versus, versus_targets, predict(model, unclear), titles=titles))
+    return [
+        Figure("inspect_explain_methods.png", "Why each image got its prediction: four attribution methods for the "
+                                              "predicted class over the digit (red = most responsible). Saliency and "
+                                              f"SmoothGrad are input gradients, Grad-CAM weighs the {cam_layer} maps, occlusion "
+                                              "hides 4x4 patches and measures the drop of the class score."),
+        Figure("inspect_explain_4_vs_9.png", f"The unclear \"{first}\" ({examples['unclear_a'].name}): what speaks for "
+                                             f"\"{first}\" (top row) and what speaks for \"{second}\" (bottom row), by "
+                                             f"Grad-CAM at {cam_layer} and by occlusion."),
+    ]
 
 
 def _tensor(uint8_images: np.ndarray, model: CNN) -> torch.Tensor:

@@ -34,8 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_option(parser)
     add_data_option(parser)
     add_device_option(parser)
-    parser.add_argument("--layer", default="Conv2D_1", metavar="NAME",
-                        help="layer name, several comma-separated, or 'all' (one figure per layer; default Conv2D_1)")
+    parser.add_argument("--layer", default=None, metavar="NAME",
+                        help="layer name, several comma-separated, or 'all' (one figure per layer; "
+                             "default: the first layer, Conv2D_1)")
     add_image_options(parser)
     parser.add_argument("--cmap", default="viridis", choices=CMAPS, metavar="CMAP",
                         help=f"colour map: {', '.join(CMAPS)} (default viridis)")
@@ -107,9 +108,11 @@ def output_paths(out: Path, tag: str, names: list[str], prefix: str = "") -> dic
     return {name: out / f"{prefix}{tag}_{name}.png" for name in names}
 
 
-def parse_layers(model, text: str) -> list[str]:
+def parse_layers(model, text: str | None) -> list[str]:
     from ..inspect_views import all_layers
 
+    if text is None:
+        return model.layer_names[:1]
     if text.strip().lower() == "all":
         return all_layers(model)
     names = [name.strip() for name in text.split(",") if name.strip()]

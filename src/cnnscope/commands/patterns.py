@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_data_option(parser)
     add_device_option(parser)
     parser.add_argument("--digits", default="4,9", metavar="A,B", help="two different digits (default 4,9)")
-    parser.add_argument("--layer", default="Conv2D_3,Dense_1", metavar="NAMES",
-                        help="comma-separated layers (default Conv2D_3,Dense_1, as in the articles)")
+    parser.add_argument("--layer", default=None, metavar="NAMES",
+                        help="comma-separated layers (default: the last conv and the first dense layer, "
+                             "Conv2D_3,Dense_1 for the seed CNN, as in the articles)")
     parser.add_argument("--count", type=int, default=DEFAULT_COUNT, metavar="N",
                         help=f"images per digit, the first N of the set (default {DEFAULT_COUNT})")
     parser.add_argument("--set", default="test", choices=("test", "train"), help="data set (default test)")
@@ -49,7 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..data import load_mnist, to_tensor
     from ..files import save_image, write_json
-    from ..inspect_views import confusable_figure, dataset_images, pattern_figure, separating_figure
+    from ..inspect_views import (
+        confusable_figure,
+        dataset_images,
+        pattern_figure,
+        pattern_layers,
+        separating_figure,
+    )
     from ..patterns import (
         check_options,
         class_indices,
@@ -70,7 +77,7 @@ def run(args) -> int:
         raise UserError(f"--out {out} is a file, not a folder")
     model, config = load_model_for(args)
     digits = parse_digits(args.digits, model.num_classes)
-    layers = parse_layers(model, args.layer)
+    layers = parse_layers(model, args.layer) if args.layer else pattern_layers(model)
     check_options(args.measure, args.level, args.share)
     data_info = config.get("data", {})
     mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
