@@ -49,7 +49,7 @@ from .photos import Photo
 
 MODES = ("downscale", "octaves", "native")
 NETWORK_SIZE = 28  # the MNIST network's own input size
-MAX_BATCH_PIXELS = 1024 * 1024  # pixels per ascent call (native tiles are batched up to this)
+MAX_BATCH_PIXELS = 1024 * 1024  # pixels per ascent call (native tiles are batched up to this): ~0.5-0.75 GB peak
 MAX_OCTAVE_PIXELS = 2_500_000  # the finest octave may not be larger (use a larger --px)
 DEFAULT_MAP = "Conv2D_3:56"  # the articles' map
 
