@@ -27,6 +27,7 @@ from cnnscope.preprocess import mnist_style  # noqa: E402
 from cnnscope.web import (  # noqa: E402
     MAX_BODY_BYTES,
     OipSettings,
+    ServerThread,
     create_app,
     decode_canvas,
     weights_hash,
@@ -200,7 +201,7 @@ def test_oip_is_computed_once_then_served_from_the_cache(client, model_and_app):
     first = client.post("/api/oip/Conv2D_1", json={"maps": [4]}).json()["oips"][0]
     assert first["cached"] is False and first["map"] == 4 and first["layer"] == "Conv2D_1"
     assert first["reacted"] is True and first["value"] > 0
-    assert first["settings"] == {"steps": 40, "restarts": 2, "seed": 0}
+    assert first["settings"] == {"steps": 40, "restarts": 2, "candidates": 64, "seed": 0}
     png_files = list((cache / "oip").rglob("0004-*.png"))
     assert len(png_files) == 1 and len(list((cache / "oip").rglob("0004-*.json"))) == 1
     assert weights_hash(model)[:16] in str(png_files[0])  # cached per model
@@ -306,21 +307,10 @@ def test_decode_canvas_accepts_the_page_format():
 # ---- a real server: slow OIPs do not hold up drawing ------------------------------------------
 @pytest.fixture()
 def live_server(model_and_app, mnist, tmp_path):
-    uvicorn = pytest.importorskip("uvicorn")
-    import socket
-
-    model = model_and_app[0]
-    app = create_app(model, {}, mnist, tmp_path, oip_settings=OipSettings(steps=300, restarts=2))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(30)
+    pytest.importorskip("uvicorn")
+    app = create_app(model_and_app[0], {}, mnist, tmp_path, oip_settings=OipSettings(steps=300, restarts=2))
+    with ServerThread(app) as url:
+        yield url
 
 
 @pytest.mark.slow
@@ -392,3 +382,20 @@ def test_explore_command_serves_the_page_and_prints_the_url(small_model_dir, cnn
     finally:
         process.terminate()
         process.wait(30)
+
+
+def test_explore_on_a_busy_port_is_a_one_line_error(capsys, small_model_dir):
+    import socket
+
+    from cnnscope.web import bind_socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["explore", "--model", str(small_model_dir), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot listen on 127.0.0.1:{port}" in err
+    sock = bind_socket("127.0.0.1", 0)
+    assert sock.proto == socket.IPPROTO_TCP  # asyncio then sets TCP_NODELAY (no 40 ms delayed-ACK stalls)
+    sock.close()

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 
 import pytest
 import torch
@@ -16,12 +13,12 @@ CHROMIUM = "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
     pytest.skip(f"{CHROMIUM} is missing (CI installs it: apt-get install chromium)", allow_module_level=True)
 
-uvicorn = pytest.importorskip("uvicorn")
+pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from cnnscope.checkpoint import load_checkpoint  # noqa: E402
 from cnnscope.data import to_tensor  # noqa: E402
-from cnnscope.web import OipSettings, create_app  # noqa: E402
+from cnnscope.web import OipSettings, ServerThread, create_app  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -36,16 +33,8 @@ def server(small_model_dir, mnist, tmp_path_factory):
     model, config = load_checkpoint(small_model_dir)
     app = create_app(model, config, mnist, tmp_path_factory.mktemp("browser_cache"),
                      oip_settings=OipSettings(steps=60, restarts=2), precompute=True)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not instance.started:
-        time.sleep(0.02)
-    yield {"url": f"http://127.0.0.1:{sock.getsockname()[1]}/", "model": model}
-    instance.should_exit = True
-    thread.join(30)
+    with ServerThread(app) as url:
+        yield {"url": url + "/", "model": model}
     torch.set_num_threads(threads)
 
 

@@ -30,6 +30,7 @@ import binascii
 import contextlib
 import hashlib
 import json
+import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -74,10 +75,16 @@ class RequestError(UserError):
 
 @dataclass(frozen=True)
 class OipSettings:
-    """How the explorer computes a map's OIP (part of the cache key)."""
+    """How the explorer computes a map's OIP (part of the cache key).
+
+    `candidates` noise pictures are scored first (one forward pass, no gradient) and each map
+    starts its `restarts` ascents from the ones it likes most: the articles' "precursor"
+    idea, which wakes up maps that stay at zero for a random start.
+    """
 
     steps: int = 300
     restarts: int = 2
+    candidates: int = 64
     seed: int = 0
 
     def key(self) -> str:
@@ -416,22 +423,26 @@ class MapOip:
 
 
 def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings) -> list[MapOip]:
-    """Each map's OIP with the engine: `restarts` noise starts per map, all in one batch; best kept.
+    """Each map's OIP with the engine, all maps' restarts in one batch; the best restart is kept.
 
-    Start image r of map m depends only on (seed, m, r), so a map computed alone or within
-    a zoo chunk starts from the same noise and gets the same picture.
+    The starts of a map depend only on the map and the settings (the same candidate pool is
+    scored for every map), so a map computed alone or within a zoo chunk gets the same picture.
     """
     from .ascent import AscentSettings, ascend
-    from .init import multiscale_noise, noise_seed
+    from .init import multiscale_noise
     from .objectives import channel, per_element
     from .render import colorize, enhance_contrast, upscale
 
     restarts = max(1, int(settings.restarts))
     device = next(model.parameters()).device
-    jobs = [(m, r) for m in maps for r in range(restarts)]
-    starts = multiscale_noise(len(jobs), size=model.spec.image_size,
-                              seeds=[noise_seed(settings.seed, m, r) for m, r in jobs]).to(device)
-    objective = per_element([channel(layer, m) for m, _ in jobs])
+    pool = multiscale_noise(max(restarts, int(settings.candidates)), size=model.spec.image_size,
+                            seed=settings.seed).to(device)
+    with torch.no_grad():
+        scores = model.activations(pool, [layer], normalize=False)[layer][:, maps]
+        scores = scores.flatten(2).mean(dim=2) if scores.dim() == 4 else scores  # candidates x maps
+    order = torch.argsort(-scores.cpu(), dim=0, stable=True)[:restarts]  # restarts x maps
+    starts = torch.cat([pool[order[:, i].to(device)] for i in range(len(maps))])
+    objective = per_element([channel(layer, m) for m in maps for _ in range(restarts)])
     result = ascend(model, starts, objective, AscentSettings(steps=settings.steps, snapshot_steps=()))
     final = result.final.view(len(maps), restarts)
     best = final.argmax(dim=1)
@@ -557,3 +568,45 @@ def create_app(model: CNN, config: dict, mnist: Mnist, cache_dir: str | Path, *,
         return explorer.zoo(layer)
 
     return app
+
+
+def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
+    """A bound TCP socket for uvicorn (`server.run(sockets=[...])`); port 0 picks a free one.
+
+    Created with IPPROTO_TCP: asyncio turns on TCP_NODELAY only for such sockets, and without
+    it every small answer waits ~40 ms for the client's delayed ACK.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+class ServerThread:
+    """The app served by uvicorn in a background thread (tests, benchmarks): `with ServerThread(app) as url:`."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.sock = bind_socket(host, port)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
+        self.url = f"http://{host}:{self.sock.getsockname()[1]}"
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        while not self.server.started:
+            if not self.thread.is_alive():
+                raise RuntimeError("the explorer server did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()

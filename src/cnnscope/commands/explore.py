@@ -52,44 +52,35 @@ def check_arguments(args) -> None:
 def run(args) -> int:
     check_arguments(args)
     try:
-        import uvicorn  # noqa: F401
-        import fastapi  # noqa: F401
+        import uvicorn
+
+        from ..web import bind_socket, create_app
     except ImportError:
         from ..errors import UserError
 
         raise UserError("the explorer needs FastAPI and uvicorn: pip install 'cnnscope[web]'") from None
-    import socket
     from pathlib import Path
 
     import torch
-    import uvicorn
 
     from ..checkpoint import load_model
     from ..data import cnnscope_home, load_mnist
     from ..device import pick_device
-    from ..web import create_app
 
-    device = pick_device(args.device)
-    model, config = load_model(args.model, device=device)
-    data_info = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
-    mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
-    cache = Path(args.cache).expanduser() if args.cache else cnnscope_home() / "explore"
-    torch.set_num_threads(args.threads)
-    app = create_app(model, config, mnist, cache, precompute=True)
-
-    # Bind the socket ourselves, so a busy port is a one-line error and port 0 reports its number.
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock = bind_socket(args.host, args.port)  # first: a busy port is a one-line error, before any loading
     try:
-        sock.bind((args.host, args.port))
-    except OSError as exc:
+        device = pick_device(args.device)
+        model, config = load_model(args.model, device=device)
+        data_info = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
+        mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+        cache = Path(args.cache).expanduser() if args.cache else cnnscope_home() / "explore"
+        torch.set_num_threads(args.threads)
+        app = create_app(model, config, mnist, cache, precompute=True)
+    except BaseException:
         sock.close()
-        from ..errors import UserError
-
-        raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise
     port = sock.getsockname()[1]
-    shown = f"[{args.host}]" if family == socket.AF_INET6 else args.host
+    shown = f"[{args.host}]" if ":" in args.host else args.host
     print(f"cnnscope explorer: http://{shown}:{port}/  (model {args.model or 'default'}; Ctrl+C to stop)", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[sock])
