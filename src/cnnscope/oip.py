@@ -462,7 +462,7 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
             entry["beats_dataset_max"] = bool(run.reacted[i]) and float(run.final[i]) > float(run.dataset_max[i])
         entry["trajectory"] = _round(run.values[:, i].numpy())
         if include_images:
-            entry["image"] = [_round(row, 5) for row in run.images[i, 0].numpy()]
+            entry["image"] = [_round(row, 8) for row in run.images[i, 0].numpy()]
         body["targets"].append(entry)
     return body
 

@@ -1,0 +1,199 @@
+"""OIP runs: restarts, precursor, dataset max and quality figures, pictures, JSON, report section."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cnnscope import objectives as O
+from cnnscope.ascent import AscentSettings
+from cnnscope.data import to_tensor
+from cnnscope.errors import UserError
+from cnnscope.init import multiscale_noise
+from cnnscope.oip import (
+    dataset_max,
+    evaluate,
+    evolution_strip,
+    find_oips,
+    logit_objectives,
+    map_objectives,
+    oip_tile,
+    precursor_candidates,
+    quality,
+    run_to_json,
+    start_seed,
+    zoo_picture,
+)
+from cnnscope.render import tile_origin
+
+FEW = AscentSettings(steps=20)
+
+
+@pytest.fixture(scope="module")
+def zoo(small_model_dir, mnist):
+    """Maps 0..23 of Conv2D_3 of the small model, 20 steps, evaluated on 1000 test images."""
+    from cnnscope.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(small_model_dir)
+    run = find_oips(model, map_objectives(model, "Conv2D_3", range(24)), FEW, seed=1)
+    evaluate(run, model, to_tensor(mnist.test_x[:1000]))
+    return model, run
+
+
+def test_run_shapes_and_seeding(zoo, small_model):
+    model, run = zoo
+    assert run.images.shape == (24, 1, 28, 28)
+    assert run.values.shape == (21, 24)
+    assert sorted(run.snapshots) == [0, 20]
+    assert run.labels[3] == "Conv2D_3:3"
+    # the start of map 3 depends on (seed, map name), not on its place in the batch
+    start = multiscale_noise(1, seeds=[start_seed(1, O.channel("Conv2D_3", 3), 0)])
+    assert torch.equal(run.snapshots[0][3], start[0])
+    alone = find_oips(small_model, [O.channel("Conv2D_3", 3)], FEW, seed=1)
+    assert torch.allclose(alone.images[0], run.images[3], atol=1e-4)
+
+
+def test_restarts_keep_the_best_start(small_model):
+    targets = map_objectives(small_model, "Conv2D_3", [2, 9, 30])
+    one = find_oips(small_model, targets, FEW, seed=0)
+    three = find_oips(small_model, targets, FEW, seed=0, restarts=3)
+    assert three.restart.shape == (3,)
+    assert torch.all(three.final >= one.final - 1e-5)  # restart 0 is the single-start run
+    for i, r in enumerate(three.restart.tolist()):
+        alone = find_oips(small_model, [targets[i]], FEW, seed=0, restarts=r + 1)
+        assert alone.final[0] == pytest.approx(float(three.final[i]), rel=1e-4) or alone.final[0] >= three.final[i]
+
+
+def test_precursor_candidates_and_screening(small_model):
+    objective = O.channel("Conv2D_3", 4)
+    candidates = precursor_candidates(0, objective, 0, 8, (28, 28), (3, 7, 14, 28), (0.5,) * 4)
+    assert candidates.shape == (8, 1, 28, 28)
+    ordinary = multiscale_noise(1, seeds=[start_seed(0, objective, 0)])
+    assert torch.equal(candidates[0], ordinary[0])
+    # blob candidates: skewed towards a few bright pixels, like digits
+    skew = ((candidates[1:] ** 3).flatten(1).mean(1))
+    assert (skew > 0.5).sum() >= 4
+    targets = map_objectives(small_model, "Conv2D_3", range(32))
+    plain = find_oips(small_model, targets, FEW, seed=0)
+    screened = find_oips(small_model, targets, FEW, seed=0, precursor=8, precursor_steps=6)
+    assert int(screened.reacted.sum()) >= int(plain.reacted.sum())
+    assert set(screened.start_kind) <= {"noise", "precursor"}
+    assert screened.precursor == 8 and screened.precursor_steps == 6
+
+
+def test_dataset_max_is_the_maximum_over_normalised_images(zoo, mnist):
+    model, run = zoo
+    images = to_tensor(mnist.test_x[:1000])
+    with torch.no_grad():
+        maps = model.activations(images, ["Conv2D_3"])["Conv2D_3"][:, :24].mean(dim=(2, 3))
+    assert torch.allclose(run.dataset_max, maps.max(dim=0).values, atol=1e-6)
+    assert torch.equal(run.dataset_argmax, maps.argmax(dim=0))
+    logits = logit_objectives(model, [3])
+    best, where = dataset_max(model, logits, images, batch_size=300)
+    with torch.no_grad():
+        assert best[0] == pytest.approx(float(model(images)[:, 3].max()), rel=1e-5)
+        assert int(where[0]) == int(model(images)[:, 3].argmax())
+
+
+def test_quality_figures(zoo):
+    _, run = zoo
+    figures = quality(run)
+    live = run.dataset_max > 0
+    assert figures["targets"] == 24
+    assert figures["live"] == int(live.sum())
+    assert figures["live_with_oip"] == int((live & run.reacted).sum())
+    beats = live & run.reacted & (run.final > run.dataset_max)
+    assert figures["beats_dataset_max"] == int(beats.sum())
+    assert figures["share_live_beating_dataset_max"] == pytest.approx(int(beats.sum()) / int(live.sum()), abs=1e-4)
+
+
+def test_json_matches_the_picture(zoo, tmp_path):
+    model, run = zoo
+    picture = zoo_picture(run, columns=8)
+    body = json.loads(json.dumps(run_to_json(run, model)))
+    assert body["settings"]["steps"] == 20 and body["noise"]["scales"] == [3, 7, 14, 28]
+    assert body["layers"] == {"Conv2D_3": "Conv2D_3"}
+    assert len(body["targets"]) == 24
+    tile_shape = None
+    for i, entry in enumerate(body["targets"]):
+        assert entry["map"] == i and len(entry["trajectory"]) == 21
+        assert entry["final"] == pytest.approx(entry["trajectory"][-1], rel=1e-5)
+        assert entry["reacted"] == bool(run.reacted[i])
+        assert entry["label"].startswith(f"{i}  ")
+        if not entry["reacted"]:
+            assert entry["label"].endswith("no reaction")
+        # re-render the tile from the JSON alone: it must be the tile in the picture
+        tile = oip_tile(torch.tensor(entry["image"]), entry["label"], entry["reacted"])
+        tile_shape = tile.shape[:2]
+        y, x = tile_origin(i, tile_shape, columns=8, separator=2)
+        shown = picture[y:y + tile_shape[0], x:x + tile_shape[1]]
+        assert np.abs(shown.astype(int) - tile.astype(int)).max() <= 1, f"tile {i} differs"
+    assert picture.shape[0] == 3 * tile_shape[0] + 2 * 2
+
+
+def test_tiles_mark_maps_that_did_not_react():
+    image = multiscale_noise(1)[0, 0]
+    good = oip_tile(image, "5  1.23", True)
+    bad = oip_tile(image, "5  no reaction", False)
+    assert good.shape == bad.shape
+    assert tuple(bad[2, -1]) == (200, 40, 40)  # red label strip
+    assert tuple(good[2, -1]) == (0, 0, 0)
+    # two renderings side by side: the contrast-enhanced one uses the full colour range
+    pair = good[12:]
+    half = (pair.shape[1] - 1) // 2
+    assert pair[:, half + 1:].std() >= pair[:, :half].std() * 0.9
+
+
+def test_evolution_strip(zoo, tmp_path):
+    _, run = zoo
+    strip = evolution_strip(run, 0, scale=4)
+    assert strip.shape == (12 + 28 * 4, 2 * 28 * 4 + 2, 3)
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+
+
+def test_find_oips_errors(small_model):
+    targets = map_objectives(small_model, "Conv2D_3", [1])
+    with pytest.raises(UserError, match="restarts"):
+        find_oips(small_model, targets, FEW, restarts=0)
+    with pytest.raises(UserError, match="precursor"):
+        find_oips(small_model, targets, FEW, precursor=-1)
+    with pytest.raises(UserError, match="larger than"):
+        find_oips(small_model, targets, FEW, scales=(3, 40), factors=(1, 1))
+    with pytest.raises(UserError, match="after Flatten"):
+        find_oips(small_model, logit_objectives(small_model, [1]), FEW, size=40)
+    with pytest.raises(UserError, match="start image"):
+        find_oips(small_model, targets, FEW, start=torch.zeros(1, 1, 28, 28), restarts=2)
+    with pytest.raises(UserError, match="0..127"):
+        map_objectives(small_model, "Conv2D_3", [128])
+
+
+def test_start_image_and_other_layers(small_model, mnist):
+    from cnnscope.init import from_dataset
+
+    start = from_dataset(mnist, 0)
+    run = find_oips(small_model, map_objectives(small_model, "Conv2D_2", [0, 1]), FEW, start=start)
+    assert run.start_kind == ["image", "image"]
+    assert torch.allclose(run.snapshots[0][0], start[0], atol=1e-5)
+    units = find_oips(small_model, map_objectives(small_model, "Dense_1", [0, 1, 2]), FEW)
+    assert units.images.shape == (3, 1, 28, 28)
+    big = find_oips(small_model, map_objectives(small_model, "Conv2D_3", [5]), FEW, size=40)
+    assert big.images.shape == (1, 1, 40, 40)
+
+
+def test_report_section_quick(small_model, mnist, tmp_path):
+    from cnnscope.report import ReportContext
+
+    ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path,
+                        quick=True, progress=False)
+    from cnnscope.oip import report_section
+
+    section = report_section(ctx)
+    assert len(section.figures) == 5
+    for figure in section.figures:
+        assert (tmp_path / figure.path).exists()
+    assert "reacted, precursor + restarts" in section.facts
+    assert json.loads((tmp_path / "oip_deep.json").read_text())["precursor"] == 8
