@@ -105,6 +105,22 @@ def test_drawing_a_stroke_shows_probabilities_and_changes_the_grids(page):
     assert all(after_second[name] != after_first[name] for name in blank)
 
 
+def test_a_finger_tap_draws_too(browser, server):
+    context = browser.new_context(viewport={"width": 800, "height": 900}, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(server["url"])
+        page.wait_for_selector("body[data-ready='1']")
+        box = page.locator("#draw").bounding_box()
+        page.touchscreen.tap(box["x"] + 140, box["y"] + 140)  # a dot: the page draws a filled circle
+        wait_for_updates(page, 0)
+        assert page.evaluate("window.cnnscope.view.source") == "drawing"
+        assert abs(page.evaluate("window.cnnscope.view.probabilities.reduce((a, b) => a + b, 0)") - 1) < 1e-4
+    finally:
+        context.close()
+
+
 def test_updates_never_queue_one_request_in_flight(page):
     in_flight, most = [0], [0]
 

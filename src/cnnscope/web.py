@@ -56,7 +56,8 @@ from .preprocess import mnist_style
 VIEW_KINDS = ("conv", "pool", "dense")  # layers the page shows
 MAX_BODY_BYTES = 2_000_000  # a 1024x1024 canvas in base64 is 1.4 MB
 MAX_CANVAS_SIDE = 1024
-MAX_OIP_MAPS = 32  # maps per OIP request (the zoo asks in chunks)
+MAX_OIP_MAPS = 32  # maps per OIP request
+ZOO_CHUNK = 8  # maps per zoo request: small, so a clicked map's OIP never waits long behind the zoo
 TOP_COUNT = 9
 CELL_EXAMPLES = 60  # test indices listed per confusion-matrix cell
 CONFUSABLE_COUNT = 100
@@ -278,6 +279,8 @@ class Explorer:
         probabilities = []
         with torch.no_grad():
             for start in range(0, len(self.test_x), STATS_BATCH):
+                while self._oip_lock.locked():  # a clicked map's OIP goes first (the CPU is small)
+                    time.sleep(0.01)
                 x = to_tensor(self.test_x[start:start + STATS_BATCH]).to(self.device)
                 outputs = self.model.activations(x, wanted)
                 for name in self.layers:
@@ -411,7 +414,7 @@ class Explorer:
             record = self.cached_oip(layer, index)
             tiles.append({"map": index, "url": record["url"] if record else None,
                           "reacted": record["reacted"] if record else None})
-        return {"layer": layer, "count": count, "maps": tiles, "chunk": MAX_OIP_MAPS}
+        return {"layer": layer, "count": count, "maps": tiles, "chunk": ZOO_CHUNK}
 
 
 @dataclass
