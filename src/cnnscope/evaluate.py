@@ -125,6 +125,7 @@ def confusion_figure(evaluation: Evaluation, title: str | None = None):
     """The confusion matrix (counts, log-coloured off the diagonal) with per-class accuracy."""
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     matrix = evaluation.confusion()
     classes = evaluation.num_classes
@@ -150,7 +151,9 @@ def confusion_figure(evaluation: Evaluation, title: str | None = None):
     ax.set_yticklabels([f"{k}  ({100 * accuracy[k]:.1f}%)" for k in range(classes)], fontsize=8)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (per-class accuracy)")
-    figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="wrong predictions (count)")
+    bar = figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="wrong predictions (count)")
+    bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # no mathtext
+    bar.ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title(title or f"{evaluation.set_name} set: {100 * evaluation.accuracy:.2f}% correct, "
                  f"{evaluation.errors} errors of {len(evaluation.labels)}")
     figure.tight_layout()

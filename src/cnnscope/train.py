@@ -54,7 +54,7 @@ class TrainSettings:
     """Every knob of a training run. `recipe_settings(name)` gives the three recipes."""
 
     recipe: str = "default"
-    epochs: int = 6
+    epochs: int = 4
     batch_size: int = 128
     optimizer: str = "adam"
     lr: float = 3e-3  # initial (power/exponential/none) or peak (onecycle) learning rate
@@ -76,6 +76,7 @@ class TrainSettings:
     channels_last: bool = True  # memory format of the weights (faster on CPU, see benchmarks/train_speed.py)
     eval_batch: int = 2000
     train_images: int | None = None  # use only the first N training images (quick runs, tests)
+    test_images: int | None = None  # evaluate on the first N test images only (quick runs, tests)
 
     def validate(self) -> TrainSettings:
         check_choice("recipe", self.recipe, RECIPES + ("custom",))
@@ -108,6 +109,8 @@ class TrainSettings:
             _check_int("decay steps", self.decay_steps, minimum=1)
         if self.train_images is not None:
             _check_int("train images", self.train_images, minimum=1)
+        if self.test_images is not None:
+            _check_int("test images", self.test_images, minimum=1)
         if self.batch_size > 60000:
             raise UserError(f"batch size must be at most 60000 (the training set), got {self.batch_size}")
         return self
@@ -116,7 +119,12 @@ class TrainSettings:
         parts = [f"{self.optimizer} lr {self.lr:g}"]
         if self.momentum is not None:
             parts.append(f"momentum {self.momentum:g}")
-        parts.append(f"schedule {self.schedule}" + (f" (rate {self.decay_rate:g}, steps {self.decay_steps})" if self.schedule in ("power", "exponential") else ""))
+        schedule = f"schedule {self.schedule}"
+        if self.schedule in ("power", "exponential"):
+            rate = self.decay_rate if self.decay_rate is not None else (1e-3 if self.schedule == "power" else 0.9)
+            steps = self.decay_steps or (1 if self.schedule == "power" else "1 epoch")
+            schedule += f" (rate {rate:g} per {steps} step{'s' if steps != 1 else ''})"
+        parts.append(schedule)
         parts.append(f"batch {self.batch_size}, {self.epochs} epochs")
         if self.l2:
             parts.append(f"L2 {self.l2:g}")
@@ -384,8 +392,9 @@ def train(
         train_x_np, train_y_np = train_x_np[: settings.train_images], train_y_np[: settings.train_images]
     train_x = to_tensor(train_x_np).to(device)
     train_y = torch.from_numpy(train_y_np.astype(np.int64)).to(device)
-    test_x = to_tensor(mnist.test_x).to(device)
-    test_y = torch.from_numpy(mnist.test_y.astype(np.int64)).to(device)
+    test_count = settings.test_images or len(mnist.test_y)
+    test_x = to_tensor(mnist.test_x[:test_count]).to(device)
+    test_y = torch.from_numpy(mnist.test_y[:test_count].astype(np.int64)).to(device)
     n = len(train_y)
     batch = min(settings.batch_size, n)
     steps_per_epoch = math.ceil(n / batch)
@@ -642,6 +651,7 @@ def metrics_csv(history: Sequence[EpochRecord]) -> str:
 def curves_figure(history: Sequence[EpochRecord] | Sequence[dict], settings: TrainSettings | dict | None = None):
     """Accuracy, loss (train vs test) and learning rate per epoch, as in the articles' live plot."""
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     rows = [r if isinstance(r, dict) else asdict(r) for r in history]
     epochs = [r["epoch"] for r in rows]
@@ -660,6 +670,9 @@ def curves_figure(history: Sequence[EpochRecord] | Sequence[dict], settings: Tra
     ax_lr.plot(epochs, [r["lr"] for r in rows], "o-", color="tab:purple")
     ax_lr.set_yscale("log")
     ax_lr.set_title("learning rate (end of epoch)")
+    for ax in (ax_loss, ax_lr):  # plain tick labels (no mathtext) on the log axes
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     for ax in (ax_acc, ax_loss, ax_lr):
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

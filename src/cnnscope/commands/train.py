@@ -23,7 +23,7 @@ OVERRIDES = {
     "decay_steps": "decay_steps", "l2": "l2", "l1": "l1", "penalize_conv": "penalize_conv",
     "augment": "augment", "shift": "shift", "ema": "ema", "label_smoothing": "label_smoothing",
     "seed": "seed", "split": "split", "split_seed": "split_seed", "init": "init",
-    "train_images": "train_images",
+    "train_images": "train_images", "test_images": "test_images",
 }
 
 
@@ -55,6 +55,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split-seed", type=int, default=None, help="shuffle seed of the 'seed' split (default 0)")
     parser.add_argument("--train-images", type=int, default=None, metavar="N",
                         help="use only the first N training images (quick experiments)")
+    parser.add_argument("--test-images", type=int, default=None, metavar="N",
+                        help="evaluate each epoch on the first N test images only (quick experiments)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in the output folder")
     parser.add_argument("--reset", action="store_true", help="restart from the initial weights saved in the output folder")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
