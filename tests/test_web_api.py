@@ -201,7 +201,7 @@ def test_oip_is_computed_once_then_served_from_the_cache(client, model_and_app):
     first = client.post("/api/oip/Conv2D_1", json={"maps": [4]}).json()["oips"][0]
     assert first["cached"] is False and first["map"] == 4 and first["layer"] == "Conv2D_1"
     assert first["reacted"] is True and first["value"] > 0
-    assert first["settings"] == {"steps": 40, "restarts": 2, "candidates": 64, "seed": 0}
+    assert first["settings"] == {"steps": 40, "restarts": 2, "precursor": 8, "precursor_steps": 20, "seed": 0}
     png_files = list((cache / "oip").rglob("0004-*.png"))
     assert len(png_files) == 1 and len(list((cache / "oip").rglob("0004-*.json"))) == 1
     assert weights_hash(model)[:16] in str(png_files[0])  # cached per model

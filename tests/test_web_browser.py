@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -17,7 +18,7 @@ pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from cnnscope.checkpoint import load_checkpoint  # noqa: E402
-from cnnscope.data import to_tensor  # noqa: E402
+from cnnscope.cli import main  # noqa: E402
 from cnnscope.web import OipSettings, ServerThread, create_app  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -145,16 +146,14 @@ def test_updates_never_queue_one_request_in_flight(page):
     assert 1 <= sent[0] <= moves + 1  # throttled: at most one request per move, usually far fewer
 
 
-def test_loading_test_image_n_shows_the_library_prediction(page, server, mnist):
-    # `cnnscope predict --index N` is not in the tree yet; this is the same library call it makes.
-    model = server["model"]
+def test_loading_test_image_n_shows_what_cnnscope_predict_says(page, small_model_dir, mnist, capsys):
     for index in (3, 1234):
+        assert main(["predict", "--index", str(index), "--json", "--model", str(small_model_dir)]) == 0
+        expected = json.loads(capsys.readouterr().out)["predicted"]
         before = page.evaluate("window.cnnscope.updates")
         page.fill("#test-index", str(index))
         page.click("#load-test")
         page.wait_for_function(f"window.cnnscope.updates > {before} && window.cnnscope.view.index === {index}")
-        with torch.no_grad():
-            expected = int(model.probabilities(to_tensor(mnist.test_x[index:index + 1])).argmax())
         assert int(page.locator("#predicted").get_attribute("data-predicted")) == expected
         assert page.locator("#source").text_content().startswith(
             f"Test image #{index}: label {int(mnist.test_y[index])}, predicted {expected}")
@@ -202,17 +201,18 @@ def test_zoo_and_confusion_tiles_are_clickable(page):
     page.click(".tab-button[data-tab='zoo']")
     page.select_option("#zoo-layer", "Conv2D_3")
     page.wait_for_function("document.querySelectorAll('.zoo-tile').length === 128")
-    page.select_option("#zoo-layer", "Max_Pool_2")
-    page.wait_for_function("document.querySelectorAll('.zoo-tile').length === 64")
+    page.select_option("#zoo-layer", "Dense_2")  # 10 nodes: two requests of 8 and 2
+    page.wait_for_function("document.querySelectorAll('.zoo-tile').length === 10")
     page.click("#zoo-compute")
     page.wait_for_function("document.getElementById('zoo-progress').textContent.startsWith('done')", timeout=180_000)
-    page.wait_for_function("[...document.querySelectorAll('.zoo-tile img')].length === 64")
+    page.wait_for_function("[...document.querySelectorAll('.zoo-tile img')].length === 10")
     page.wait_for_function("[...document.querySelectorAll('.zoo-tile img')].every(i => i.complete && i.naturalWidth > 0)")
     page.locator(".zoo-tile[data-map='5']").click()
     page.wait_for_selector("#tab-explore.active")
-    page.wait_for_function("document.getElementById('panel-title').textContent === 'Max_Pool_2 · map 5'")
+    page.wait_for_function("document.getElementById('panel-title').textContent === 'Dense_2 · node 5'")
     page.wait_for_function("""() => { const img = document.getElementById('panel-oip');
-        return img.dataset.map === 'Max_Pool_2/5' && img.complete && img.naturalWidth > 0; }""")
+        return img.dataset.map === 'Dense_2/5' && img.complete && img.naturalWidth > 0; }""")
+    assert page.locator("#panel-oip-info").text_content().endswith("cached")  # computed by the zoo
 
     page.click(".tab-button[data-tab='confusion']")
     page.wait_for_function("document.querySelectorAll('#confusion td[data-cell]').length === 100")

@@ -49,6 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .data import Mnist, to_tensor
 from .errors import UserError
+from .evaluate import Evaluation
 from .files import save_image, write_json
 from .model import CNN
 from .preprocess import mnist_style
@@ -76,16 +77,17 @@ class RequestError(UserError):
 
 @dataclass(frozen=True)
 class OipSettings:
-    """How the explorer computes a map's OIP (part of the cache key).
+    """How the explorer computes a map's OIP with `oip.find_oips` (part of the cache key).
 
-    `candidates` noise pictures are scored first (one forward pass, no gradient) and each map
-    starts its `restarts` ascents from the ones it likes most: the articles' "precursor"
-    idea, which wakes up maps that stay at zero for a random start.
+    `restarts` noise starts per map, best kept; `precursor` long-range candidates per start are
+    screened for `precursor_steps` steps first (the articles' "precursor"), which wakes up maps
+    that stay at zero from plain noise.
     """
 
     steps: int = 300
     restarts: int = 2
-    candidates: int = 64
+    precursor: int = 8
+    precursor_steps: int = 20
     seed: int = 0
 
     def key(self) -> str:
@@ -98,7 +100,6 @@ class TestStats:
     """One batched pass over the test set: predictions and each map's mean activation."""
 
     probabilities: np.ndarray  # N x classes
-    predicted: np.ndarray  # N
     map_means: dict[str, np.ndarray]  # layer -> N x maps (dense layers: node values)
     seconds: float
 
@@ -288,50 +289,50 @@ class Explorer:
                     means[name].append((out.mean(dim=(2, 3)) if out.dim() == 4 else out).float().cpu().numpy())
                 probabilities.append(last_layer_probabilities(self.model, outputs[self.last_layer]).cpu().numpy())
         probs = np.concatenate(probabilities)
-        return TestStats(probs, probs.argmax(axis=1), {k: np.concatenate(v) for k, v in means.items()},
-                         time.perf_counter() - started)
+        return TestStats(probs, {k: np.concatenate(v) for k, v in means.items()}, time.perf_counter() - started)
+
+    def evaluation(self) -> Evaluation:
+        """The test-set evaluation (accuracy, confusion, mistakes) from the one batched pass."""
+        return Evaluation(self.test_stats().probabilities, self.test_y.astype(np.int64), "test")
 
     def confusion(self) -> dict:
-        stats = self.test_stats()
-        classes = stats.probabilities.shape[1]
-        labels = self.test_y.astype(np.int64)
-        matrix = np.zeros((classes, classes), dtype=np.int64)
-        np.add.at(matrix, (labels, stats.predicted), 1)
-        confidence = stats.probabilities[np.arange(len(labels)), stats.predicted]
+        evaluation = self.evaluation()
+        matrix = evaluation.confusion()
+        predicted, labels = evaluation.predictions, evaluation.labels
+        confidence = evaluation.probabilities[np.arange(len(labels)), predicted]
         cells = {}
-        for true, predicted in zip(*np.nonzero(matrix), strict=True):
-            members = np.flatnonzero((labels == true) & (stats.predicted == predicted))
+        for true, guess in zip(*np.nonzero(matrix), strict=True):
+            members = np.flatnonzero((labels == true) & (predicted == guess))
             members = members[np.argsort(-confidence[members], kind="stable")][:CELL_EXAMPLES]
-            cells[f"{true},{predicted}"] = members.tolist()
-        return {"matrix": matrix.tolist(), "accuracy": float(np.trace(matrix) / matrix.sum()),
-                "cells": cells, "cell_limit": CELL_EXAMPLES}
+            cells[f"{true},{guess}"] = members.tolist()
+        return {"matrix": matrix.tolist(), "accuracy": evaluation.accuracy, "cells": cells, "cell_limit": CELL_EXAMPLES}
 
     def confusable(self) -> dict:
         """Misclassified test images (most confident first), then the closest correct calls."""
-        stats = self.test_stats()
-        labels = self.test_y.astype(np.int64)
-        ordered = np.sort(stats.probabilities, axis=1)
+        evaluation = self.evaluation()
+        probabilities, predicted, labels = evaluation.probabilities, evaluation.predictions, evaluation.labels
+        wrong = np.array([m.index for m in evaluation.most_confident_mistakes(len(labels))], dtype=np.int64)
+        ordered = np.sort(probabilities, axis=1)
         margin = ordered[:, -1] - ordered[:, -2]
-        wrong = np.flatnonzero(stats.predicted != labels)
-        wrong = wrong[np.argsort(-stats.probabilities[wrong, stats.predicted[wrong]], kind="stable")]
-        right = np.flatnonzero(stats.predicted == labels)
+        right = np.flatnonzero(predicted == labels)
         close = right[np.argsort(margin[right], kind="stable")]
         picked = np.concatenate([wrong, close])[:CONFUSABLE_COUNT]
-        runner_up = np.argsort(stats.probabilities, axis=1)[:, -2]
+        runner_up = np.argsort(probabilities, axis=1)[:, -2]
         return {"examples": [
-            {"index": int(i), "label": int(labels[i]), "predicted": int(stats.predicted[i]),
-             "runner_up": int(runner_up[i]), "confidence": round(float(stats.probabilities[i, stats.predicted[i]]), 4),
-             "wrong": bool(stats.predicted[i] != labels[i])}
+            {"index": int(i), "label": int(labels[i]), "predicted": int(predicted[i]),
+             "runner_up": int(runner_up[i]), "confidence": round(float(probabilities[i, predicted[i]]), 4),
+             "wrong": bool(predicted[i] != labels[i])}
             for i in picked
-        ], "misclassified": int(len(wrong))}
+        ], "misclassified": evaluation.errors}
 
     def top_images(self, layer: str, index: int) -> dict:
         self.check_map(layer, index)
         stats = self.test_stats()
         values = stats.map_means[layer][:, index]
         top = np.argsort(-values, kind="stable")[:TOP_COUNT]
+        predicted = stats.probabilities.argmax(axis=1)
         return {"layer": layer, "map": index, "images": [
-            {"index": int(i), "label": int(self.test_y[i]), "predicted": int(stats.predicted[i]),
+            {"index": int(i), "label": int(self.test_y[i]), "predicted": int(predicted[i]),
              "value": round(float(values[i]), 5), "url": f"/api/test/{int(i)}/image.png"}
             for i in top
         ]}
@@ -393,7 +394,7 @@ class Explorer:
             png, sidecar = self.oip_paths(layer, index)
             save_image(png, result.picture)
             record = {"layer": layer, "map": index, "value": result.value, "reacted": result.reacted,
-                      "steps_used": result.steps_used, "seconds": round(seconds / len(maps), 4),
+                      "steps_used": result.steps_used, "start": result.start, "seconds": round(seconds / len(maps), 4),
                       "batch_seconds": round(seconds, 4), "batch_size": len(maps),
                       "settings": asdict(self.oip_settings), "weights": self.weights_hash,
                       "cnnscope": __version__}
@@ -420,42 +421,31 @@ class Explorer:
 @dataclass
 class MapOip:
     picture: np.ndarray  # H x W x 3 uint8, contrast-enhanced, colour-mapped, upscaled
-    value: float  # the map's mean activation for the best restart
+    value: float  # the map's mean activation reached
     reacted: bool
     steps_used: int
+    start: str  # "noise" or "precursor" (a long-range candidate won)
 
 
 def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings) -> list[MapOip]:
-    """Each map's OIP with the engine, all maps' restarts in one batch; the best restart is kept.
+    """OIPs of some maps of a layer with the OIP engine (`oip.find_oips`, all maps in one batch).
 
-    The starts of a map depend only on the map and the settings (the same candidate pool is
-    scored for every map), so a map computed alone or within a zoo chunk gets the same picture.
+    Starts are seeded by the map, not its place in the batch, so a map computed alone or within
+    a zoo chunk gets the same picture.
     """
-    from .ascent import AscentSettings, ascend
-    from .init import multiscale_noise
-    from .objectives import channel, per_element
+    from .ascent import AscentSettings
+    from .oip import find_oips, map_objectives
     from .render import colorize, enhance_contrast, upscale
 
-    restarts = max(1, int(settings.restarts))
-    device = next(model.parameters()).device
-    pool = multiscale_noise(max(restarts, int(settings.candidates)), size=model.spec.image_size,
-                            seed=settings.seed).to(device)
-    with torch.no_grad():
-        scores = model.activations(pool, [layer], normalize=False)[layer][:, maps]
-        scores = scores.flatten(2).mean(dim=2) if scores.dim() == 4 else scores  # candidates x maps
-    order = torch.argsort(-scores.cpu(), dim=0, stable=True)[:restarts]  # restarts x maps
-    starts = torch.cat([pool[order[:, i].to(device)] for i in range(len(maps))])
-    objective = per_element([channel(layer, m) for m in maps for _ in range(restarts)])
-    result = ascend(model, starts, objective, AscentSettings(steps=settings.steps, snapshot_steps=()))
-    final = result.final.view(len(maps), restarts)
-    best = final.argmax(dim=1)
+    run = find_oips(model, map_objectives(model, layer, maps), AscentSettings(steps=settings.steps, snapshot_steps=()),
+                    restarts=settings.restarts, precursor=settings.precursor,
+                    precursor_steps=settings.precursor_steps, seed=settings.seed)
     out = []
     for i in range(len(maps)):
-        k = i * restarts + int(best[i])
-        image = result.images[k, 0].detach().cpu().numpy()
+        image = run.images[i, 0].detach().cpu().numpy()
         picture = upscale(colorize(enhance_contrast(image), COLORMAP, 0.0, 1.0), OIP_SCALE)
-        reacted = bool(result.reacted[i * restarts:(i + 1) * restarts].any())
-        out.append(MapOip(picture, round(float(final[i, best[i]]), 5), reacted, int(result.steps_used[k])))
+        out.append(MapOip(picture, round(float(run.final[i]), 5), bool(run.reacted[i]), int(run.steps_used[i]),
+                          run.start_kind[i]))
     return out
 
 

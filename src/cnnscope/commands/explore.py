@@ -64,15 +64,14 @@ def run(args) -> int:
     import torch
 
     from ..checkpoint import load_model
-    from ..data import cnnscope_home, load_mnist
+    from ..data import cnnscope_home, load_mnist_for_model
     from ..device import pick_device
 
     sock = bind_socket(args.host, args.port)  # first: a busy port is a one-line error, before any loading
     try:
         device = pick_device(args.device)
         model, config = load_model(args.model, device=device)
-        data_info = config.get("data", {}) if isinstance(config.get("data"), dict) else {}
-        mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+        mnist = load_mnist_for_model(config, args.data)  # the model's split, so test indices match
         cache = Path(args.cache).expanduser() if args.cache else cnnscope_home() / "explore"
         torch.set_num_threads(args.threads)
         app = create_app(model, config, mnist, cache, precompute=True)

@@ -347,7 +347,7 @@ async function selectMap(layer, map) {
   const oipRequest = postJSON(`/api/oip/${layer}`, { maps: [map] }).then((answer) => {
     if (!stillSelected()) return;
     const record = answer.oips[0];
-    oip.onload = () => { $("panel-oip-status").textContent = record.reacted ? "" : "this map did not react from noise (flat picture)"; };
+    oip.onload = () => { $("panel-oip-status").textContent = record.reacted ? "" : "this map stayed at zero from every start (no pattern found)"; };
     oip.dataset.map = key;
     oip.src = record.url;
     const when = record.cached ? "cached" : `${record.batch_seconds.toFixed(2)} s`;
