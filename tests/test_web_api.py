@@ -25,11 +25,13 @@ from cnnscope.data import to_tensor  # noqa: E402
 from cnnscope.model import CNN  # noqa: E402
 from cnnscope.preprocess import mnist_style  # noqa: E402
 from cnnscope.web import (  # noqa: E402
+    LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
     OipSettings,
     ServerThread,
     create_app,
     decode_canvas,
+    host_name,
     weights_hash,
 )
 
@@ -296,6 +298,26 @@ def test_malformed_or_oversized_requests_get_4xx_with_a_message(client, method, 
     message = response.json()["error"]
     assert isinstance(message, str) and message and "\n" not in message
     assert words in message
+
+
+def test_a_body_streamed_without_length_is_cut_at_the_limit(client):
+    def chunks():
+        for _ in range(MAX_BODY_BYTES // 65536 + 2):
+            yield b" " * 65536
+
+    response = client.post("/api/draw", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 413 and "exceeds the limit" in response.json()["error"]
+
+
+def test_only_loopback_host_names_are_served_when_asked(model_and_app, mnist, tmp_path):
+    app = create_app(model_and_app[0], {}, mnist, tmp_path, allowed_hosts=LOOPBACK_HOSTS)
+    test_client = TestClient(app, base_url="http://127.0.0.1:8000")
+    for host in ("127.0.0.1:8000", "localhost", "[::1]:8000"):
+        assert test_client.get("/api/info", headers={"host": host}).status_code == 200
+    rebound = test_client.get("/api/info", headers={"host": "evil.example:8000"})
+    assert rebound.status_code == 400 and "not allowed" in rebound.json()["error"]
+    assert host_name("127.0.0.1:8000") == "127.0.0.1" and host_name("[::1]:80") == "::1"
+    assert host_name("LOCALHOST") == "localhost" and host_name("") == ""
 
 
 def test_decode_canvas_accepts_the_page_format():

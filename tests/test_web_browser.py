@@ -19,7 +19,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 from cnnscope.checkpoint import load_checkpoint  # noqa: E402
 from cnnscope.cli import main  # noqa: E402
-from cnnscope.web import OipSettings, ServerThread, create_app  # noqa: E402
+from cnnscope.web import LOOPBACK_HOSTS, OipSettings, ServerThread, create_app  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -33,7 +33,7 @@ def server(small_model_dir, mnist, tmp_path_factory):
     torch.set_num_threads(1)
     model, config = load_checkpoint(small_model_dir)
     app = create_app(model, config, mnist, tmp_path_factory.mktemp("browser_cache"),
-                     oip_settings=OipSettings(steps=60, restarts=2), precompute=True)
+                     oip_settings=OipSettings(steps=60, restarts=2), precompute=True, allowed_hosts=LOOPBACK_HOSTS)
     with ServerThread(app) as url:
         yield {"url": url + "/", "model": model}
     torch.set_num_threads(threads)

@@ -449,9 +449,47 @@ def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSetti
     return out
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header without the port: "127.0.0.1:8000" -> "127.0.0.1", "[::1]:80" -> "::1"."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class HostCheck:
+    """ASGI middleware: answer 400 unless the Host header names one of `hosts`.
+
+    A page on another site cannot read this server's answers (same-origin policy) unless it
+    rebinds its own domain name to 127.0.0.1 ("DNS rebinding"); its requests then carry its
+    own name in the Host header, and this check refuses them.
+    """
+
+    def __init__(self, app, hosts):
+        self.app = app
+        self.hosts = {h.lower() for h in hosts}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            header = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            if host_name(header) not in self.hosts:
+                response = JSONResponse({"error": f"host {header!r} is not allowed; use http://127.0.0.1"}, 400)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(model: CNN, config: dict, mnist: Mnist, cache_dir: str | Path, *,
-               oip_settings: OipSettings | None = None, precompute: bool = False) -> FastAPI:
-    """The explorer's FastAPI app. `precompute=True` starts the test-set pass in the background."""
+               oip_settings: OipSettings | None = None, precompute: bool = False,
+               allowed_hosts: list[str] | tuple[str, ...] | None = None) -> FastAPI:
+    """The explorer's FastAPI app.
+
+    `precompute=True` starts the test-set pass in the background; `allowed_hosts` (e.g.
+    `LOOPBACK_HOSTS`) refuses requests whose Host header names anything else.
+    """
     explorer = Explorer(model, config, mnist, cache_dir, oip_settings)
     static = resources.files("cnnscope") / "web_static"
 
@@ -463,6 +501,8 @@ def create_app(model: CNN, config: dict, mnist: Mnist, cache_dir: str | Path, *,
 
     app = FastAPI(title="cnnscope explorer", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.explorer = explorer
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, hosts=allowed_hosts)
 
     @app.exception_handler(RequestError)
     async def _request_error(request: Request, exc: RequestError):

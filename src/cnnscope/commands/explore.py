@@ -54,7 +54,7 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from ..web import bind_socket, create_app
+        from ..web import LOOPBACK_HOSTS, bind_socket, create_app
     except ImportError:
         from ..errors import UserError
 
@@ -74,7 +74,9 @@ def run(args) -> int:
         mnist = load_mnist_for_model(config, args.data)  # the model's split, so test indices match
         cache = Path(args.cache).expanduser() if args.cache else cnnscope_home() / "explore"
         torch.set_num_threads(args.threads)
-        app = create_app(model, config, mnist, cache, precompute=True)
+        # on loopback, only loopback names are accepted in the Host header (no DNS rebinding)
+        hosts = (*LOOPBACK_HOSTS, args.host) if is_loopback(args.host) else None
+        app = create_app(model, config, mnist, cache, precompute=True, allowed_hosts=hosts)
     except BaseException:
         sock.close()
         raise
