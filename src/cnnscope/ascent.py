@@ -28,6 +28,7 @@ position must pass a `select` function.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -237,6 +238,20 @@ def _rms(g: torch.Tensor) -> torch.Tensor:
     return g.pow(2).flatten(1).mean(dim=1).sqrt().view(-1, *([1] * (g.dim() - 1)))
 
 
+def _fast_copy(model, device: torch.device):
+    """An eval-mode copy of the model for the loop; on the CPU in channels-last layout.
+
+    Channels-last makes the CPU max-pooling about 10x and a whole ascent step about 1.7x
+    faster (benchmarks/oip_speed.py); the copy leaves the caller's model as it was.
+    """
+    fast = copy.deepcopy(model).eval()
+    for parameter in fast.parameters():
+        parameter.requires_grad_(False)
+    if device.type == "cpu":
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast
+
+
 def ascend(
     model,
     images: torch.Tensor,
@@ -246,8 +261,8 @@ def ascend(
 ) -> AscentResult:
     """Gradient ascent of `objective` on a batch of images (N x C x H x W, standardised space).
 
-    The model is put in eval mode for the run (and restored afterwards); its weights are not
-    touched. Runs on the device of `images`.
+    The loop runs an eval-mode copy of the model, so the caller's model (mode, weights,
+    gradients) is not touched. Runs on the device of `images`.
     """
     settings = (settings or AscentSettings()).check()
     validate(objective, model)
@@ -271,83 +286,79 @@ def ascend(
     adam_m = torch.zeros_like(x) if settings.rule == "adam" else None
     adam_v = torch.zeros_like(x) if settings.rule == "adam" else None
 
-    was_training = model.training
-    model.eval()
+    model = _fast_copy(model, device)
     for hook in hooks:
         hook.on_begin(settings, x)
     last_row = steps
-    try:
-        for step in range(steps + 1):
-            index = active.nonzero().squeeze(1)
-            if index.numel() == 0:
-                last_row = step - 1
-                break
-            if step > 0:
-                values[step] = values[step - 1]
-            obj = objective if index.numel() == n else objective.select(index)
-            xa = x[index.to(device)].requires_grad_(step < steps)
-            if step == steps:  # final image: value only
-                with torch.no_grad():
-                    values[step, index] = obj(capture(model, xa, obj)).float().cpu()
-                for hook in hooks:
-                    hook(step, x, values[step])
-                break
-            seen = xa
-            if settings.jitter:
-                shift = torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=generator).tolist()
-                seen = torch.roll(xa, shifts=shift, dims=(-2, -1))
-            value = obj(capture(model, seen, obj))
-            target = value.sum()
-            if settings.tv_weight:
-                target = target - settings.tv_weight * total_variation(xa).sum()
-            (grad,) = torch.autograd.grad(target, xa)
-            value = value.detach().float()
-            values[step, index] = value.cpu()
+    for step in range(steps + 1):
+        index = active.nonzero().squeeze(1)
+        if index.numel() == 0:
+            last_row = step - 1
+            break
+        if step > 0:
+            values[step] = values[step - 1]
+        obj = objective if index.numel() == n else objective.select(index)
+        xa = x[index.to(device)].requires_grad_(step < steps)
+        if step == steps:  # final image: value only
+            with torch.no_grad():
+                values[step, index] = obj(capture(model, xa, obj)).float().cpu()
             for hook in hooks:
                 hook(step, x, values[step])
+            break
+        seen = xa
+        if settings.jitter:
+            shift = torch.randint(-settings.jitter, settings.jitter + 1, (2,), generator=generator).tolist()
+            seen = torch.roll(xa, shifts=shift, dims=(-2, -1))
+        value = obj(capture(model, seen, obj))
+        target = value.sum()
+        if settings.tv_weight:
+            target = target - settings.tv_weight * total_variation(xa).sum()
+        (grad,) = torch.autograd.grad(target, xa)
+        value = value.detach().float()
+        values[step, index] = value.cpu()
+        for hook in hooks:
+            hook(step, x, values[step])
 
-            # stopping rules, checked before this step's update (as in the articles)
-            value_cpu = value.cpu()
-            silent = (value_cpu == 0) & (grad.detach().flatten(1).abs().amax(dim=1).cpu() == 0)
-            zero_run[index] = torch.where(silent, zero_run[index] + 1, torch.zeros_like(zero_run[index]))
-            dead = zero_run[index] > settings.zero_patience
-            done = dead.clone()
-            if settings.early_stop and step > 10:
-                change = (value_cpu - values[step - 1, index]) / (value_cpu + 1e-7)
-                hit = change < settings.tolerance
-                conv_run[index] = torch.where(hit, conv_run[index] + 1, torch.zeros_like(conv_run[index]))
-                stop = conv_run[index] >= settings.patience
-                converged[index[stop & ~dead]] = True
-                done |= stop
-            if done.any():
-                stopped = index[done]
-                active[stopped] = False
-                steps_used[stopped] = step
-                reacted[index[dead]] = False
+        # stopping rules, checked before this step's update (as in the articles)
+        value_cpu = value.cpu()
+        silent = (value_cpu == 0) & (grad.detach().flatten(1).abs().amax(dim=1).cpu() == 0)
+        zero_run[index] = torch.where(silent, zero_run[index] + 1, torch.zeros_like(zero_run[index]))
+        dead = zero_run[index] > settings.zero_patience
+        done = dead.clone()
+        if settings.early_stop and step > 10:
+            change = (value_cpu - values[step - 1, index]) / (value_cpu + 1e-7)
+            hit = change < settings.tolerance
+            conv_run[index] = torch.where(hit, conv_run[index] + 1, torch.zeros_like(conv_run[index]))
+            stop = conv_run[index] >= settings.patience
+            converged[index[stop & ~dead]] = True
+            done |= stop
+        if done.any():
+            stopped = index[done]
+            active[stopped] = False
+            steps_used[stopped] = step
+            reacted[index[dead]] = False
 
-            # the update, for the images still moving
-            moving = ~done
-            if not moving.any():
-                continue
-            rows = index[moving].to(device)
-            g = grad[moving.to(device)]
-            xm = xa.detach()[moving.to(device)]
-            if settings.rule == "normalized":
-                xm = xm + eps * g / (_rms(g) + 1e-7)
-            else:
-                beta1, beta2 = settings.adam_betas
-                m = adam_m[rows] * beta1 + (1 - beta1) * g
-                v = adam_v[rows] * beta2 + (1 - beta2) * g * g
-                adam_m[rows], adam_v[rows] = m, v
-                t = step + 1
-                xm = xm + eps * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + 1e-8)
-            if settings.blur > 0:
-                xm = _gaussian_blur(xm, float(settings.blur))
-            if settings.standardize:
-                xm = per_image_standardize(xm)
-            x[rows] = xm
-    finally:
-        model.train(was_training)
+        # the update, for the images still moving
+        moving = ~done
+        if not moving.any():
+            continue
+        rows = index[moving].to(device)
+        g = grad[moving.to(device)]
+        xm = xa.detach()[moving.to(device)]
+        if settings.rule == "normalized":
+            xm = xm + eps * g / (_rms(g) + 1e-7)
+        else:
+            beta1, beta2 = settings.adam_betas
+            m = adam_m[rows] * beta1 + (1 - beta1) * g
+            v = adam_v[rows] * beta2 + (1 - beta2) * g * g
+            adam_m[rows], adam_v[rows] = m, v
+            t = step + 1
+            xm = xm + eps * (m / (1 - beta1**t)) / ((v / (1 - beta2**t)).sqrt() + 1e-8)
+        if settings.blur > 0:
+            xm = _gaussian_blur(xm, float(settings.blur))
+        if settings.standardize:
+            xm = per_image_standardize(xm)
+        x[rows] = xm
 
     values = values[: last_row + 1]
     steps_used = torch.minimum(steps_used, torch.tensor(last_row))

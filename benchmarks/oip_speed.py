@@ -1,0 +1,138 @@
+"""Speed of the batched OIP engine against the articles' one-map-at-a-time loop, same process.
+
+Target (issue 4): all 128 maps of Conv2D_3, 600 steps, one start each, <= 15 s on the 2-core
+machine, and >= 10x faster than the articles' loop.
+
+Baseline: the articles' loop (article VIII) written plainly in PyTorch -- one image, one map
+at a time: loss = mean of the map, gradient / (RMS + 1e-7), x += 0.01 * g, per-image
+standardisation, stop after more than 10 zero steps. It runs on an evenly spaced sample of
+maps (`--baseline-maps`); the engine runs the same sample in one batch (same-work ratio) and
+all maps (the extrapolated ratio uses the baseline's time per map x the number of maps).
+
+`--coverage` also measures the coverage counts: live maps (fire on a test image), maps that
+react with the articles' defaults, with `--precursor/--restarts`, and how many live maps get
+an OIP above their dataset max.
+
+Usage: .venv/bin/python benchmarks/oip_speed.py [--model DIR] [--repeats N] [--threads N] [--coverage]
+Timings are medians; on a shared machine quote them as "measured under load".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+
+def median_time(fn, repeats: int) -> tuple[float, float, object]:
+    """Median wall seconds, median CPU seconds of this process, and the last result."""
+    walls, cpus, result = [], [], None
+    for _ in range(repeats):
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    return statistics.median(walls), statistics.median(cpus), result
+
+
+def articles_loop(model, layer: str, map_index: int, start: torch.Tensor, steps: int = 600,
+                  epsilon: float = 0.01) -> tuple[float, bool]:
+    """Article VIII's `_oip_strat_0_optimization_loop` for one map (PyTorch, no batching)."""
+    from cnnscope.model import per_image_standardize
+
+    prefix = model.prefix(layer, normalize=False)
+    x = start.clone()
+    n_zeros = 0
+    loss = torch.zeros(())
+    for _ in range(steps):
+        x.requires_grad_(True)
+        loss = prefix(x)[0, map_index].mean()
+        (grads,) = torch.autograd.grad(loss, x)
+        grads = grads / (grads.pow(2).mean().sqrt() + 1e-7)
+        if float(loss.detach()) == 0.0 and float(grads.mean()) == 0.0:
+            n_zeros += 1
+        if n_zeros > 10:  # "Try a different initial random distribution of pixel values"
+            return 0.0, False
+        x = per_image_standardize(x.detach() + grads * epsilon)
+    return float(loss), True
+
+
+def main() -> int:
+    from cnnscope.ascent import AscentSettings
+    from cnnscope.checkpoint import load_model
+    from cnnscope.data import load_mnist, to_tensor
+    from cnnscope.init import multiscale_noise
+    from cnnscope.oip import evaluate, find_oips, map_objectives, quality, start_seed
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
+    parser.add_argument("--layer", default="Conv2D_3")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--baseline-maps", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--coverage", action="store_true", help="also measure coverage counts")
+    parser.add_argument("--precursor", type=int, default=32)
+    parser.add_argument("--restarts", type=int, default=2)
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, _ = load_model(args.model)
+    n_maps = model.output_shape(args.layer)[0]
+    settings = AscentSettings(steps=args.steps)
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, OMP_WAIT_POLICY="
+          f"{os.environ.get('OMP_WAIT_POLICY')}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(f"model {args.model or 'default'}, layer {args.layer} ({n_maps} maps), {args.steps} steps, "
+          f"medians of {args.repeats}")
+
+    sample = sorted({round(i * n_maps / args.baseline_maps) for i in range(args.baseline_maps)})
+    targets = map_objectives(model, args.layer)
+    sample_targets = [targets[m] for m in sample]
+    starts = {m: multiscale_noise(1, seeds=[start_seed(0, targets[m], 0)]) for m in sample}
+
+    def baseline():
+        return [articles_loop(model, args.layer, m, starts[m], args.steps) for m in sample]
+
+    base_time, base_cpu, base_out = median_time(baseline, args.repeats)
+    same_time, same_cpu, same_run = median_time(lambda: find_oips(model, sample_targets, settings), args.repeats)
+    all_time, all_cpu, all_run = median_time(lambda: find_oips(model, targets, settings), args.repeats)
+    scale = n_maps / len(sample)
+    agree = max(abs(v - float(same_run.final[i])) / max(abs(v), 1e-6) for i, (v, _) in enumerate(base_out))
+    print("\n                                         wall s    CPU s   (CPU s: all threads of this process)")
+    print(f"articles' loop, {len(sample)} maps one by one:  {base_time:8.2f} {base_cpu:8.2f}   "
+          f"({sum(r for _, r in base_out)} reacted)")
+    print(f"engine, the same {len(sample)} maps in one batch: {same_time:8.2f} {same_cpu:8.2f}   "
+          f"-> ratio {base_time / same_time:5.1f}x wall")
+    print(f"engine, all {n_maps} maps in one batch:     {all_time:8.2f} {all_cpu:8.2f}   "
+          f"(target <= 15 s wall; {int(all_run.reacted.sum())} reacted)")
+    print(f"articles' loop x {scale:g} (all {n_maps} maps):    {base_time * scale:8.2f} {base_cpu * scale:8.2f}   "
+          f"-> ratio {base_time * scale / all_time:5.1f}x wall, {base_cpu * scale / all_cpu:5.1f}x CPU (target >= 10x)")
+    print(f"largest relative difference of final values, loop vs engine: {agree:.2e}")
+
+    if args.coverage:
+        mnist = load_mnist()
+        test = to_tensor(mnist.test_x)
+        started = time.perf_counter()
+        robust = find_oips(model, targets, settings, precursor=args.precursor, restarts=args.restarts)
+        robust_time = time.perf_counter() - started
+        evaluate(all_run, model, test)
+        robust.dataset_max, robust.dataset_argmax = all_run.dataset_max, all_run.dataset_argmax
+        plain_q, robust_q = quality(all_run), quality(robust)
+        print(f"\ncoverage ({args.layer}, {n_maps} maps; dataset max over {len(test)} test images):")
+        print(f"  live maps (fire on at least one test image): {plain_q['live']}")
+        print(f"  reacted, articles' defaults:                 {plain_q['reacted']} "
+              f"({plain_q['live_with_oip']} live; {plain_q['beats_dataset_max']} beat their dataset max)")
+        print(f"  reacted, precursor {args.precursor} + restarts {args.restarts}:       {robust_q['reacted']} "
+              f"({robust_q['live_with_oip']} of {robust_q['live']} live; {robust_q['beats_dataset_max']} beat their "
+              f"dataset max = {100 * robust_q['share_live_beating_dataset_max']:.1f}%) in {robust_time:.1f} s")
+        print(f"  median OIP / dataset max: {plain_q['median_oip_over_dataset_max']} (defaults), "
+              f"{robust_q['median_oip_over_dataset_max']} (precursor)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
