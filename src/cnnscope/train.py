@@ -156,7 +156,7 @@ def recipe_settings(name: str) -> TrainSettings:
         return TrainSettings(recipe="seed", epochs=15, batch_size=64, optimizer="rmsprop", lr=1e-3,
                              momentum=0.8, schedule="power", decay_rate=1e-3, decay_steps=1, l2=1e-3)
     if name == "best":
-        return TrainSettings(recipe="best", epochs=18, batch_size=128, optimizer="adam", lr=3e-3,
+        return TrainSettings(recipe="best", epochs=15, batch_size=128, optimizer="adam", lr=3e-3,
                              schedule="onecycle", augment="affine", shift=2, ema=0.999,
                              label_smoothing=0.05, l2=0.0)
     return TrainSettings(recipe="default")
@@ -290,7 +290,7 @@ class EpochRecord:
     epoch: int
     step: int
     lr: float  # learning rate of the last step of the epoch
-    loss: float  # mean training cross-entropy over the epoch's batches (training mode)
+    loss: float  # mean training cross-entropy over the epoch's batches (training mode, no smoothing)
     accuracy: float  # mean training accuracy over the epoch's batches
     test_loss: float
     test_accuracy: float
@@ -429,7 +429,8 @@ def train(
             if state.ema_model is not None:
                 _update_ema(state.ema_model, model, settings.ema, state.step)
             with torch.no_grad():
-                loss_sum += data_loss.detach() * len(yb)
+                plain = data_loss if not settings.label_smoothing else F.cross_entropy(logits, yb)
+                loss_sum += plain.detach() * len(yb)  # reported loss: plain cross-entropy
                 correct += (logits.argmax(1) == yb).sum()
             if bar is not None:
                 bar.update(1)
@@ -517,6 +518,7 @@ def checkpoint_config(state: TrainState) -> dict:
         "metrics": metrics,
         "history": [asdict(r) for r in state.history],
         "weights": "ema" if state.ema_model is not None else "final",
+        "threads": torch.get_num_threads(),  # results are bitwise reproducible for the same count
     }
 
 
@@ -755,7 +757,10 @@ def run_training(
         log(f"resuming at epoch {state.epoch} of {settings.epochs} (step {state.step})")
     if reset:
         log(f"starting from the initial weights saved in {out / INITIAL_WEIGHTS}")
-    log(f"checkpoint folder: {out}")
+    if not resume and (out / CONFIG).exists():
+        log(f"checkpoint folder: {out} (replacing the run there after the first epoch; use --out to keep it)")
+    else:
+        log(f"checkpoint folder: {out}")
     return train(settings, mnist, state=state, device=device, callbacks=[CheckpointWriter(out)],
                  progress=progress, log=log)
 

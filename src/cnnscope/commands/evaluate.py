@@ -17,8 +17,8 @@ def add_arguments(parser) -> None:
     add_data_option(parser)
     add_device_option(parser)
     parser.add_argument("--set", default="test", help="image set: test (default) or train")
-    parser.add_argument("--out", default="evaluation", metavar="DIR",
-                        help="folder for confusion.png, mistakes.png, evaluation.json (default: evaluation)")
+    parser.add_argument("--out", default="out/evaluation", metavar="DIR",
+                        help="folder for confusion.png, mistakes.png, evaluation.json (default: out/evaluation)")
     parser.add_argument("--mistakes", type=int, default=24, help="how many confident mistakes to show (default 24)")
     parser.add_argument("--json", action="store_true", help="print the evaluation as JSON")
 
