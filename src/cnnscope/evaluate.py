@@ -152,6 +152,7 @@ def confusion_figure(evaluation: Evaluation, title: str | None = None):
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class (per-class accuracy)")
     bar = figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="wrong predictions (count)")
+    bar.set_ticks([t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if t <= max(vmax, 2)])
     bar.ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # no mathtext
     bar.ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_title(title or f"{evaluation.set_name} set: {100 * evaluation.accuracy:.2f}% correct, "
