@@ -97,7 +97,7 @@ class OipSettings:
 
 @dataclass
 class TestStats:
-    """One batched pass over the test set: predictions and each map's mean activation."""
+    """One batched pass over the test set: class probabilities and each map's mean activation."""
 
     probabilities: np.ndarray  # N x classes
     map_means: dict[str, np.ndarray]  # layer -> N x maps (dense layers: node values)
