@@ -19,7 +19,6 @@ import sys
 import tempfile
 import time
 
-import torch
 from PIL import Image
 
 
@@ -33,6 +32,7 @@ def median_time(fn, repeats: int) -> float:
 
 
 def main() -> int:
+    # cnnscope first: its __init__ sets OMP_WAIT_POLICY before torch loads
     from cnnscope.ascent import AscentSettings, ascend
     from cnnscope.checkpoint import load_checkpoint
     from cnnscope.dream import DreamSettings, dream, octave_sizes, resize, torch_threads
@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--model", default="/work/dev/model")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
+    import torch
 
     model, _ = load_checkpoint(args.model)
     photo = photo_from_image(sample_image("flower").resize((512, 512), Image.Resampling.BICUBIC), "flower 512x512")

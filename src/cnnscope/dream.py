@@ -293,8 +293,9 @@ def dream(
     The photo's colours are not touched here: `photo.compose(result.luminance)` adds them.
     `threads`: torch CPU threads during the dream (restored afterwards); None leaves torch's
     setting. The default 1 is deliberate: a dream's images are small (28 x 28 up to a few
-    hundred pixels), and on a busy machine more intra-op threads are far slower (octaves on
-    the 640 x 427 flower: 0.9 s with 1 thread, 8-20 s with 2, on 2 shared cores).
+    hundred pixels) and gain little from intra-op threads, while on a busy machine more
+    threads are slower (benchmarks/dream_speed.py on 2 shared cores: 1.1-1.3x with the
+    package's OMP_WAIT_POLICY=PASSIVE, 4-70x without it).
     """
     started = time.perf_counter()
     settings = (settings or DreamSettings()).resolved()

@@ -74,7 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--quiet", action="store_true", help="no progress bars")
     out.add_argument("--threads", type=int, default=1, metavar="N",
                      help="torch CPU threads (default 1: dream images are small, and on a busy machine more "
-                          "threads are much slower; 0 = torch's default)")
+                          "threads are slower; 0 = torch's default)")
     out.add_argument("--out", default="out/dream", metavar="PATH",
                      help="folder (default out/dream), or the result's .png file; the panel, JSON and GIF go beside it")
 
