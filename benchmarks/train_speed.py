@@ -50,7 +50,9 @@ TRAIN_SETUPS = [
     ("channels_last +batch 256, passive wait", "channels_last", 256, None, "PASSIVE"),
     ("channels_last +batch 128, passive, 1 thread", "channels_last", 128, 1, "PASSIVE"),
 ]
-CHOSEN = "channels_last +batch 128, passive wait"  # what `cnnscope train` does by default
+# what `cnnscope train` does by default (see cnnscope.train.default_threads)
+CHOSEN = ("channels_last +batch 128, passive, 1 thread" if (os.cpu_count() or 1) <= 2
+          else "channels_last +batch 128, passive wait")
 EVAL_BATCHES = (50, 100, 250, 1000, 10000)
 
 
@@ -137,14 +139,12 @@ def measure(rounds: int, compile_model: bool) -> dict[str, float]:
 
 
 def train_recipe(recipe: str, threads: int | None) -> dict:
-    import torch
+    from dataclasses import replace
 
     from cnnscope.data import load_mnist
     from cnnscope.train import recipe_settings, train
 
-    if threads:
-        torch.set_num_threads(threads)
-    settings = recipe_settings(recipe)
+    settings = replace(recipe_settings(recipe), threads=threads)
     started = time.perf_counter()
     mnist = load_mnist(split=settings.split, seed=settings.split_seed)
     state = train(settings, mnist, progress=False)
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--recipe", default="default")
     parser.add_argument("--no-recipe", action="store_true", help="skip the full training run")
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (slow to compile)")
-    parser.add_argument("--threads", type=int, default=None, help="threads for the recipe run")
+    parser.add_argument("--threads", type=int, default=None, help="threads for the recipe run (default: as cnnscope train)")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker), args.compile)))

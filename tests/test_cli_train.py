@@ -47,7 +47,7 @@ def tampered_npz(mnist, tmp_path_factory):
     (["--epochs", "many"], "invalid int value: 'many'"),
     (["--lr", "-0.1"], "learning rate must be > 0"),
     (["--momentum", "1"], "momentum must be in [0, 1)"),
-    (["--threads", "0"], "--threads must be >= 1"),
+    (["--threads", "0"], "threads must be a whole number >= 1, got 0"),
     (["--data", "/nonexistent/mnist.npz"], "data path /nonexistent/mnist.npz does not exist"),
     (["--resume", "--reset"], "--resume"),
 ])

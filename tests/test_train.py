@@ -133,7 +133,21 @@ def test_seed_recipe_has_the_articles_settings():
             seed.l2, seed.batch_size) == ("rmsprop", 1e-3, 0.8, "power", 1e-3, 1, 1e-3, 64)
     optimizer = train_module.make_optimizer(seed, new_model(seed, 0.0, 1.0).parameters())
     group = optimizer.param_groups[0]
-    assert (group["alpha"], group["eps"], group["momentum"]) == (0.9, 1e-7, 0.8)  # Keras RMSprop
+    assert (group["rho"], group["eps"], group["momentum"]) == (0.9, 1e-7, 0.8)  # Keras RMSprop
+
+
+def test_rmsprop_follows_tensorflow_with_epsilon_inside_the_square_root():
+    weight = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    optimizer = train_module.KerasRMSprop([weight], lr=0.1, momentum=0.5)
+    ms, mom, w = np.zeros(2), np.zeros(2), np.array([1.0, -2.0])
+    for grad in ([0.3, -0.01], [0.2, 0.0], [-0.5, 1e-4]):
+        weight.grad = torch.tensor(grad)
+        optimizer.step()
+        g = np.array(grad)
+        ms = 0.9 * ms + 0.1 * g**2
+        mom = 0.5 * mom + 0.1 * g / np.sqrt(ms + 1e-7)
+        w = w - mom
+    assert np.allclose(weight.detach().numpy(), w, atol=1e-6)
 
 
 def test_l2_penalty_is_keras_sum_of_squares_on_dense_kernels_only():

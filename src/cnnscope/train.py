@@ -12,6 +12,7 @@ uninterrupted one, and two runs with the same seed on the same machine are ident
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -74,7 +75,8 @@ class TrainSettings:
     split: str = "official"
     split_seed: int = 0  # only for split="seed"
     channels_last: bool = True  # memory format of the weights (faster on CPU, see benchmarks/train_speed.py)
-    eval_batch: int = 2000
+    eval_batch: int = 100  # small inference batches stay in the CPU cache: ~3x faster than 10000
+    threads: int | None = None  # torch CPU threads; None = default_threads()
     train_images: int | None = None  # use only the first N training images (quick runs, tests)
     test_images: int | None = None  # evaluate on the first N test images only (quick runs, tests)
 
@@ -88,6 +90,8 @@ class TrainSettings:
         _check_int("epochs", self.epochs, minimum=1)
         _check_int("batch size", self.batch_size, minimum=1)
         _check_int("eval batch", self.eval_batch, minimum=1)
+        if self.threads is not None:
+            _check_int("threads", self.threads, minimum=1)
         _check_int("shift", self.shift, minimum=0)
         check_positive("learning rate", self.lr)
         check_positive("l2", self.l2, allow_zero=True)
@@ -145,6 +149,30 @@ def _check_int(what: str, value, minimum: int) -> int:
     return int(value)
 
 
+def default_threads() -> int:
+    """CPU threads for training: 1 on machines with 2 cores or fewer, else torch's default.
+
+    On the shared 2-core development machine one thread trained 2-5x faster than two
+    (benchmarks/train_speed.py): two threads must run at the same moment to finish a step,
+    which rarely happens when other processes want the cores too. The count is fixed per
+    machine (not chosen by load), because results are bitwise reproducible only for the
+    same thread count.
+    """
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 2 else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def thread_count(threads: int | None):
+    """Run torch with `threads` CPU threads (default_threads() if None), then restore."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or default_threads())
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
+
+
 def recipe_settings(name: str) -> TrainSettings:
     """The named recipe: `default` (fast, >= 99.3%), `seed` (the articles'), `best` (augmented)."""
     check_choice("recipe", name, RECIPES)
@@ -191,11 +219,47 @@ def learning_rate(settings: TrainSettings, step: int, total_steps: int, steps_pe
     return lr0
 
 
+class KerasRMSprop(torch.optim.Optimizer):
+    """RMSprop exactly as TensorFlow 2 / Keras applies it (rho 0.9, epsilon 1e-7):
+
+        ms  = rho * ms + (1 - rho) * g**2
+        mom = momentum * mom + lr * g / sqrt(ms + eps);   w -= mom      (momentum > 0)
+        w  -= lr * g / (sqrt(ms) + eps)                                 (momentum = 0)
+
+    PyTorch's RMSprop differs: epsilon outside the square root (a floor of 1e-7 instead of
+    Keras's 3e-4 on the denominator), rho 0.99, and the learning rate outside the momentum.
+    """
+
+    def __init__(self, params, lr: float = 1e-3, rho: float = 0.9, momentum: float = 0.0, eps: float = 1e-7):
+        super().__init__(params, {"lr": lr, "rho": rho, "momentum": momentum, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, rho, momentum, eps = group["lr"], group["rho"], group["momentum"], group["eps"]
+            for param in group["params"]:
+                if param.grad is None:
+                    continue
+                grad = param.grad
+                state = self.state[param]
+                if not state:
+                    state["ms"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                    state["mom"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+                ms, mom = state["ms"], state["mom"]
+                ms.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+                if momentum > 0:
+                    mom.mul_(momentum).addcdiv_(grad, (ms + eps).sqrt_(), value=lr)
+                    param.sub_(mom)
+                else:
+                    param.addcdiv_(grad, ms.sqrt().add_(eps), value=-lr)
+        return None
+
+
 def make_optimizer(settings: TrainSettings, parameters) -> torch.optim.Optimizer:
     params = list(parameters)
     m = settings.momentum
-    if settings.optimizer == "rmsprop":  # Keras defaults: rho 0.9, epsilon 1e-7
-        return torch.optim.RMSprop(params, lr=settings.lr, alpha=0.9, eps=1e-7, momentum=m or 0.0)
+    if settings.optimizer == "rmsprop":
+        return KerasRMSprop(params, lr=settings.lr, momentum=m or 0.0)
     if settings.optimizer == "sgd":
         return torch.optim.SGD(params, lr=settings.lr, momentum=m or 0.0)
     betas = (0.9 if m is None else m, 0.999)
@@ -382,6 +446,11 @@ def train(
 ) -> TrainState:
     """Train (or continue `state`) until `settings.epochs` epochs are done; returns the state."""
     settings = settings.validate()
+    with thread_count(settings.threads):
+        return _train(settings, mnist, state, device, callbacks, progress, log)
+
+
+def _train(settings, mnist, state, device, callbacks, progress, log) -> TrainState:
     if state is None:
         state = new_state(settings, mnist, device)
     else:
@@ -518,7 +587,7 @@ def checkpoint_config(state: TrainState) -> dict:
         "metrics": metrics,
         "history": [asdict(r) for r in state.history],
         "weights": "ema" if state.ema_model is not None else "final",
-        "threads": torch.get_num_threads(),  # results are bitwise reproducible for the same count
+        "threads": torch.get_num_threads(),  # bitwise reproducible for the same thread count
     }
 
 

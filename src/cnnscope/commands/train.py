@@ -23,7 +23,7 @@ OVERRIDES = {
     "decay_steps": "decay_steps", "l2": "l2", "l1": "l1", "penalize_conv": "penalize_conv",
     "augment": "augment", "shift": "shift", "ema": "ema", "label_smoothing": "label_smoothing",
     "seed": "seed", "split": "split", "split_seed": "split_seed", "init": "init",
-    "train_images": "train_images", "test_images": "test_images",
+    "train_images": "train_images", "test_images": "test_images", "threads": "threads",
 }
 
 
@@ -59,7 +59,8 @@ def add_arguments(parser) -> None:
                         help="evaluate each epoch on the first N test images only (quick experiments)")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in the output folder")
     parser.add_argument("--reset", action="store_true", help="restart from the initial weights saved in the output folder")
-    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads (default: 1 on machines with <= 2 cores, else torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
     add_data_option(parser)
     add_device_option(parser)
@@ -76,18 +77,12 @@ def settings_from_args(args):
 
 
 def run(args) -> int:
-    import torch
-
     from ..checkpoint import default_model_dir
     from ..device import pick_device
     from ..errors import UserError
     from ..train import run_training
 
     out = Path(args.out).expanduser() if args.out else default_model_dir()
-    if args.threads is not None:
-        if args.threads < 1:
-            raise UserError(f"--threads must be >= 1, got {args.threads}")
-        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     settings, changes = settings_from_args(args)
     if args.data is not None and not Path(args.data).expanduser().exists():
