@@ -57,7 +57,7 @@ def articles_loop(model, layer: str, map_index: int, start: torch.Tensor, steps:
         if n_zeros > 10:  # "Try a different initial random distribution of pixel values"
             return 0.0, False
         x = per_image_standardize(x.detach() + grads * epsilon)
-    return float(loss), True
+    return float(loss.detach()), True
 
 
 def main() -> int:
@@ -66,6 +66,7 @@ def main() -> int:
     from cnnscope.data import load_mnist, to_tensor
     from cnnscope.init import multiscale_noise
     from cnnscope.oip import evaluate, find_oips, map_objectives, quality, start_seed
+    from cnnscope.train import default_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
@@ -73,14 +74,14 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-maps", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: the CLI's, 1 on machines with <= 2 cores)")
     parser.add_argument("--coverage", action="store_true", help="also measure coverage counts")
-    parser.add_argument("--precursor", type=int, default=32)
-    parser.add_argument("--restarts", type=int, default=2)
+    parser.add_argument("--precursor", type=int, default=16)
+    parser.add_argument("--restarts", type=int, default=1)
     args = parser.parse_args()
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads or default_threads())
     model, _ = load_model(args.model)
     n_maps = model.output_shape(args.layer)[0]
     settings = AscentSettings(steps=args.steps)

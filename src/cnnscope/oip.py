@@ -183,7 +183,7 @@ def find_oips(
     factors: Sequence[float] = DEFAULT_FACTORS,
     restarts: int = 1,
     precursor: int = 0,
-    precursor_steps: int = 20,
+    precursor_steps: int = 12,
     seed: int = 0,
     size: int | tuple[int, int] | None = None,
     start: torch.Tensor | None = None,
@@ -494,14 +494,14 @@ def report_section(ctx):
         targets = map_objectives(model, deep, maps)
         plain = evaluate(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device, progress=progress),
                          model, test_images, device=ctx.device)
-        robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=2,
-                           precursor=8 if quick else 32, precursor_steps=10 if quick else 20,
+        robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=1,
+                           precursor=8 if quick else 16, precursor_steps=12,
                            device=ctx.device, progress=progress)
         robust.dataset_max, robust.dataset_argmax = plain.dataset_max, plain.dataset_argmax
         q_plain, q_robust = quality(plain), quality(robust)
         figures.append(Figure(save("oip_zoo_deep.png", zoo_picture(robust)),
-                              f"OIPs of all {len(targets)} maps of {deep} (precursor {robust.precursor}, "
-                              f"{robust.restarts} restarts, {steps} steps): each tile is the map number and its final "
+                              f"OIPs of all {len(targets)} maps of {deep} (precursor: best of {robust.precursor} starts "
+                              f"per map, {steps} steps): each tile is the map number and its final "
                               "mean activation, the pattern in plain viridis and contrast-enhanced; red crossed tiles "
                               "did not react."))
         figures.append(Figure(save("oip_zoo_deep_articles.png", zoo_picture(plain)),

@@ -42,7 +42,7 @@ def add_arguments(parser) -> None:
     ascent.add_argument("--restarts", type=float, default=1, help="starts per target, best kept (default 1)")
     ascent.add_argument("--precursor", type=float, default=0, metavar="K",
                         help="screen K long-range noise starts per target, run the best (default 0: off)")
-    ascent.add_argument("--precursor-steps", type=float, default=20, help="steps of the precursor screening (default 20)")
+    ascent.add_argument("--precursor-steps", type=float, default=12, help="steps of the precursor screening (default 12)")
     ascent.add_argument("--early-stop", action="store_true",
                         help="stop a target after 4 successive relative loss changes below --tolerance")
     ascent.add_argument("--tolerance", type=float, default=5e-4, help="convergence threshold (default 5e-4)")
@@ -64,7 +64,8 @@ def add_arguments(parser) -> None:
     output.add_argument("--gif", action="store_true", help="also write an animated GIF of the evolution")
     output.add_argument("--columns", type=float, default=None, help="tiles per row (default 8)")
     output.add_argument("--chunk", type=float, default=512, help="images per batch (default 512)")
-    output.add_argument("--threads", type=float, default=None, help="CPU threads for torch (default: torch's choice)")
+    output.add_argument("--threads", type=float, default=None,
+                        help="CPU threads for torch (default: 1 on machines with <= 2 cores, else torch's choice)")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -241,6 +242,7 @@ def run(args) -> int:
         run_to_json,
         zoo_picture,
     )
+    from ..train import thread_count
 
     # everything is checked before any work and before any file is written
     settings = settings_from(args)
@@ -251,8 +253,7 @@ def run(args) -> int:
     precursor_steps = _whole("precursor steps", args.precursor_steps, 1)
     chunk = _whole("chunk", args.chunk, 1)
     columns = _whole("columns", args.columns, 1) if args.columns is not None else None
-    if args.threads is not None:
-        torch.set_num_threads(_whole("threads", args.threads, 1))
+    threads = _whole("threads", args.threads, 1) if args.threads is not None else None
     device = pick_device(args.device)
     model, _ = load_model(args.model, device=device)
     targets, stem = build_targets(args, model)
@@ -262,11 +263,12 @@ def run(args) -> int:
     size = None if args.size is None else _whole("size", args.size, 1)
     strip_index = _strip_choice(args.strip, targets)
 
-    result = find_oips(model, targets, settings, scales=scales, factors=factors, restarts=restarts,
-                       precursor=precursor, precursor_steps=precursor_steps, seed=settings.seed, size=size,
-                       start=start, chunk_size=chunk, device=device, progress=not args.quiet)
-    if args.evaluate:
-        evaluate(result, model, to_tensor(mnist.test_x), device=device)
+    with thread_count(threads):
+        result = find_oips(model, targets, settings, scales=scales, factors=factors, restarts=restarts,
+                           precursor=precursor, precursor_steps=precursor_steps, seed=settings.seed, size=size,
+                           start=start, chunk_size=chunk, device=device, progress=not args.quiet)
+        if args.evaluate:
+            evaluate(result, model, to_tensor(mnist.test_x), device=device)
 
     scale = 8 if len(targets) <= 4 else 3
     picture = zoo_picture(result, columns=columns or min(8, len(targets)), scale=scale)
