@@ -58,6 +58,15 @@ def test_bad_train_options(args, message, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_output_folder_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file")
+    code, _, err = run_cli(["train", "--out", str(tmp_path / "taken"), "--no-progress"], capsys)
+    assert_one_line_error(code, err, "is not a folder")
+    code, _, err = run_cli(["train", "--out", str(tmp_path / "taken" / "sub"), "--no-progress"], capsys)
+    assert_one_line_error(code, err, "not a writable folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken"]
+
+
 def test_checksum_mismatch_of_the_data_is_refused(tampered_npz, tmp_path, capsys):
     out = tmp_path / "model"
     code, _, err = run_cli(["train", "--out", str(out), "--data", str(tampered_npz), "--no-progress"], capsys)

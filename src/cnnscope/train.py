@@ -804,6 +804,7 @@ def run_training(
     out = Path(out)
     if resume and reset:
         raise UserError("--resume and --reset exclude each other")
+    check_output_folder(out)
     state = None
     if resume:
         state = load_train_state(out, device)
@@ -832,6 +833,18 @@ def run_training(
         log(f"checkpoint folder: {out}")
     return train(settings, mnist, state=state, device=device, callbacks=[CheckpointWriter(out)],
                  progress=progress, log=log)
+
+
+def check_output_folder(folder: Path) -> Path:
+    """UserError unless `folder` is (or can become) a writable folder; creates nothing."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output folder {folder} exists and is not a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {folder}: {existing} is not a writable folder")
+    return folder
 
 
 def is_complete_checkpoint(directory: str | os.PathLike) -> bool:

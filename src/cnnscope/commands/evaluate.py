@@ -29,13 +29,12 @@ def run(args) -> int:
     from ..device import pick_device
     from ..errors import UserError, check_choice
     from ..evaluate import evaluate, format_report, save_evaluation
+    from ..train import check_output_folder
 
     check_choice("image set", args.set, ("test", "train"))
     if args.mistakes < 0 or args.mistakes > 500:
         raise UserError(f"--mistakes must be between 0 and 500, got {args.mistakes}")
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a folder")
+    out = check_output_folder(Path(args.out).expanduser())
     model, config = load_model(args.model, device=pick_device(args.device))
     mnist = load_mnist_for_model(config, args.data)
     images, labels = mnist.images(args.set)

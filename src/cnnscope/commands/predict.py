@@ -41,11 +41,14 @@ def run(args) -> int:
     from ..evaluate import predict_probabilities
     from ..files import save_image, write_json
     from ..preprocess import load_image_file, mnist_style
+    from ..train import check_output_folder
 
     check_choice("image set", args.set, ("test", "train"))
     save_input = Path(args.save_input).expanduser() if args.save_input else None
-    if save_input is not None and save_input.suffix.lower() != ".png":
-        raise UserError(f"--save-input must name a .png file, got {args.save_input}")
+    if save_input is not None:
+        if save_input.suffix.lower() != ".png":
+            raise UserError(f"--save-input must name a .png file, got {args.save_input}")
+        check_output_folder(save_input.parent)
     device = pick_device(args.device)
     if args.image is not None:
         image = mnist_style(load_image_file(args.image))  # validate the image before the model
