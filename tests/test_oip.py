@@ -195,5 +195,5 @@ def test_report_section_quick(small_model, mnist, tmp_path):
     assert len(section.figures) == 5
     for figure in section.figures:
         assert (tmp_path / figure.path).exists()
-    assert "reacted, precursor + restarts" in section.facts
+    assert "reacted, precursor (8 starts per map)" in section.facts
     assert json.loads((tmp_path / "oip_deep.json").read_text())["precursor"] == 8

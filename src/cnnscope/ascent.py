@@ -19,7 +19,9 @@ An image stops early (and stays frozen) when
 
 Callbacks are called once per step k = 0 .. steps_used with (k, images after k updates, values[k]).
 
-Notes for users of the contract (issue 4): `Objective`s may name the layer "logits"
+Notes for users of the contract (issue 4): `ascend` runs on an eval-mode copy of the model
+(channels-last on the CPU, parameters without gradients), so the caller's model is never
+changed and callers need not switch modes. `Objective`s may name the layer "logits"
 (`objectives.LOGITS`); use `objectives.capture(model, x, obj)` to evaluate an objective outside
 this loop. The loop runs only on the images still moving, so `per_element` objectives are
 narrowed with `Objective.select(index)` -- custom objectives that depend on the batch

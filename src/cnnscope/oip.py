@@ -470,7 +470,14 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
 # ---- demo report -----------------------------------------------------------------------------
 def report_section(ctx):
     """The OIP part of `cnnscope demo`: Conv2D_3 and Conv2D_2 zoos, the ten logits, one
-    evolution strip and the quality figures (articles' defaults vs precursor + restarts)."""
+    evolution strip and the quality figures (articles' defaults vs precursor)."""
+    from .train import thread_count
+
+    with thread_count(None):  # the CLI's thread policy: 1 thread on machines with <= 2 cores
+        return _report_section(ctx)
+
+
+def _report_section(ctx):
     from .data import to_tensor
     from .files import save_image, write_json
     from .report import Figure, Section
@@ -514,7 +521,7 @@ def report_section(ctx):
             f"{deep} maps": q_plain["targets"],
             f"{deep} live maps (fire on a test image)": q_plain.get("live"),
             "reacted, articles' settings": f"{q_plain['reacted']} maps ({q_plain.get('live_with_oip')} of the live maps)",
-            "reacted, precursor + restarts": f"{q_robust['reacted']} maps ({q_robust.get('live_with_oip')} of the live maps)",
+            f"reacted, precursor ({robust.precursor} starts per map)": f"{q_robust['reacted']} maps ({q_robust.get('live_with_oip')} of the live maps)",
             "live maps whose OIP beats the dataset max (precursor)":
                 f"{q_robust.get('beats_dataset_max')} ({_pct(q_robust.get('share_live_beating_dataset_max'))})",
             "median OIP / dataset max (precursor)": q_robust.get("median_oip_over_dataset_max"),
