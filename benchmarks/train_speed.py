@@ -1,27 +1,26 @@
 """Training speed on the CPU: what helps, measured against plain PyTorch defaults in the same run.
 
-Part 1 (always): training-step throughput (images/s) of several set-ups on the same real
-MNIST images, measured in interleaved rounds (medians reported), each in a fresh worker
-process because OMP_WAIT_POLICY must be set before torch is loaded:
+Part 1 (always): training-step throughput (images/s, Adam, real MNIST) of several set-ups.
+Every measurement runs in its own fresh worker process (OMP_WAIT_POLICY must be set before
+torch loads), the set-ups are measured in a shuffled order in every round, and the medians
+over the rounds are reported, so a change of the machine's load hits all set-ups alike.
 
-  baseline        plain PyTorch: NCHW (contiguous) weights, batch 64 (the articles'), torch's
-                  default thread count, default OpenMP wait policy
-  channels_last   the same with channels_last weights
-  +batch 128/256  channels_last with bigger batches (the default recipe uses 128)
-  threads 1       channels_last, batch 128, one thread
-  passive         channels_last, batch 128, OMP_WAIT_POLICY=PASSIVE (threads sleep instead of
-                  spinning; matters a lot when other processes share the cores)
-  compile         torch.compile on top (only with --compile; needs a C++ compiler)
+  baseline   plain PyTorch: NCHW (contiguous) weights, batch 64 (the articles'), torch's
+             default thread count, OpenMP's default wait policy (threads spin a while)
+  variants   channels_last weights, batch 128/256, one thread, OMP_WAIT_POLICY=PASSIVE
+             (waiting threads sleep instead of spinning), torch.compile (--compile only)
+  chosen     what `cnnscope train` does: TrainSettings' memory format, batch 128, its
+             thread count (cnnscope.train.default_threads()), PASSIVE (set by cnnscope)
 
-plus inference throughput for evaluation batch sizes 100 .. 10000.
+plus inference throughput for evaluation batch sizes 50 .. 10000 (as `cnnscope` runs it).
 
 Part 2 (unless --no-recipe): trains the recipe (default: `default`) in full with the chosen
 settings and prints test accuracy, wall seconds and images per second.
 
-    .venv/bin/python benchmarks/train_speed.py                 # both parts
-    .venv/bin/python benchmarks/train_speed.py --no-recipe     # speed table only (~2 min)
+    .venv/bin/python benchmarks/train_speed.py                 # both parts (~6 min)
+    .venv/bin/python benchmarks/train_speed.py --no-recipe     # speed table only
 
-The machine is shared: report ratios (same run, interleaved) and state the load average.
+The machine is shared: compare ratios from the same run and state the load average.
 """
 
 from __future__ import annotations
@@ -30,37 +29,50 @@ import argparse
 import importlib
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
 import time
 
 IMAGES_PER_MEASUREMENT = 5120
-
-TRAIN_SETUPS = [
-    # name, memory format, batch, threads (None = torch default), wait policy (None = libgomp's default)
-    ("baseline", "contiguous", 64, None, None),
-    ("channels_last", "channels_last", 64, None, None),
-    ("channels_last +batch 128", "channels_last", 128, None, None),
-    ("channels_last +batch 256", "channels_last", 256, None, None),
-    ("channels_last +batch 128, 1 thread", "channels_last", 128, 1, None),
-    ("baseline, passive wait", "contiguous", 64, None, "PASSIVE"),
-    ("channels_last, passive wait", "channels_last", 64, None, "PASSIVE"),
-    ("channels_last +batch 128, passive wait", "channels_last", 128, None, "PASSIVE"),
-    ("channels_last +batch 256, passive wait", "channels_last", 256, None, "PASSIVE"),
-    ("channels_last +batch 128, passive, 1 thread", "channels_last", 128, 1, "PASSIVE"),
-]
-# what `cnnscope train` does by default (see cnnscope.train.default_threads)
-CHOSEN = ("channels_last +batch 128, passive, 1 thread" if (os.cpu_count() or 1) <= 2
-          else "channels_last +batch 128, passive wait")
+BASELINE = "baseline: contiguous, batch 64, default threads"
 EVAL_BATCHES = (50, 100, 250, 1000, 10000)
 
 
-def worker(setups: list[dict], compile_model: bool) -> list[dict]:
-    """Measure each set-up in this process; returns images/s per set-up.
+def train_setups() -> list[dict]:
+    """(name, memory format, batch, threads (None: torch's default), wait policy (None: OpenMP's))."""
+    from_cnnscope = _chosen()
+    rows = [
+        (BASELINE, "contiguous", 64, None, None),
+        ("channels_last, batch 64", "channels_last", 64, None, None),
+        ("channels_last, batch 128", "channels_last", 128, None, None),
+        ("contiguous, batch 128", "contiguous", 128, None, None),
+        ("contiguous, batch 64, passive wait", "contiguous", 64, None, "PASSIVE"),
+        ("channels_last, batch 128, passive wait", "channels_last", 128, None, "PASSIVE"),
+        ("1 thread: contiguous, batch 64", "contiguous", 64, 1, "PASSIVE"),
+        ("1 thread: contiguous, batch 128", "contiguous", 128, 1, "PASSIVE"),
+        ("1 thread: channels_last, batch 128", "channels_last", 128, 1, "PASSIVE"),
+        ("1 thread: channels_last, batch 256", "channels_last", 256, 1, "PASSIVE"),
+    ]
+    setups = [{"kind": "train", "name": n, "format": f, "batch": b, "threads": t, "policy": p} for n, f, b, t, p in rows]
+    setups.append({"kind": "train", "name": "chosen (cnnscope train)", **from_cnnscope})
+    return setups
+
+
+def _chosen() -> dict:
+    from cnnscope.train import TrainSettings, default_threads
+
+    settings = TrainSettings()
+    return {"format": "channels_last" if settings.channels_last else "contiguous", "batch": settings.batch_size,
+            "threads": default_threads(), "policy": "PASSIVE"}
+
+
+def worker(setup: dict) -> float:
+    """Images per second of one set-up, measured in this (fresh) process.
 
     torch is imported before cnnscope on purpose: cnnscope sets OMP_WAIT_POLICY=PASSIVE
-    when it is imported first, and the baseline must see the OpenMP default.
+    when it is imported first, and the baseline must see OpenMP's default.
     """
     import numpy as np
     import torch
@@ -69,71 +81,62 @@ def worker(setups: list[dict], compile_model: bool) -> list[dict]:
     from cnnscope.data import load_mnist, to_tensor
     from cnnscope.train import TrainSettings, new_model
 
+    if setup["threads"]:
+        torch.set_num_threads(setup["threads"])
     mnist = load_mnist()
+    model = new_model(TrainSettings(), 0.13, 0.31)
+    if setup["format"] == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    if setup["kind"] == "eval":
+        model.eval()
+        test = to_tensor(mnist.test_x)
+        with torch.no_grad():
+            model(test[:100])
+            started = time.perf_counter()
+            for start in range(0, len(test), setup["batch"]):
+                model(test[start : start + setup["batch"]])
+        return len(test) / (time.perf_counter() - started)
     x_all = to_tensor(mnist.train_x[:20000])
     y_all = torch.from_numpy(mnist.train_y[:20000].astype(np.int64))
-    default_threads = torch.get_num_threads()
-    results = []
-    for setup in setups:
-        torch.set_num_threads(setup["threads"] or default_threads)
-        if setup["kind"] == "eval":
-            model = new_model(TrainSettings(), 0.13, 0.31).to(memory_format=torch.channels_last).eval()
-            test = to_tensor(mnist.test_x)
-            with torch.no_grad():
-                model(test[:100])
-                started = time.perf_counter()
-                for start in range(0, len(test), setup["batch"]):
-                    model(test[start : start + setup["batch"]])
-            results.append({**setup, "images_per_second": len(test) / (time.perf_counter() - started)})
-            continue
-        model = new_model(TrainSettings(), 0.13, 0.31)
-        if setup["format"] == "channels_last":
-            model = model.to(memory_format=torch.channels_last)
-        step_model = torch.compile(model) if setup.get("compile") and compile_model else model
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        generator = torch.Generator().manual_seed(0)
-        batch = setup["batch"]
-        steps = max(5, IMAGES_PER_MEASUREMENT // batch)
-        for step in range(steps + 3):  # 3 warm-up steps
-            if step == 3:
-                started = time.perf_counter()
-            index = torch.randint(0, len(y_all), (batch,), generator=generator)
-            loss = F.cross_entropy(step_model(x_all[index]), y_all[index])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        results.append({**setup, "images_per_second": steps * batch / (time.perf_counter() - started)})
-    return results
+    step_model = torch.compile(model) if setup.get("compile") else model
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    generator = torch.Generator().manual_seed(0)
+    batch = setup["batch"]
+    steps = max(5, IMAGES_PER_MEASUREMENT // batch)
+    for step in range(steps + 3):  # 3 warm-up steps
+        if step == 3:
+            started = time.perf_counter()
+        index = torch.randint(0, len(y_all), (batch,), generator=generator)
+        loss = F.cross_entropy(step_model(x_all[index]), y_all[index])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * batch / (time.perf_counter() - started)
 
 
-def run_round(setups: list[dict], compile_model: bool) -> list[dict]:
-    """Run the set-ups in worker processes grouped by OpenMP wait policy (order kept)."""
-    results = []
-    for policy in dict.fromkeys(s["policy"] for s in setups):
-        group = [s for s in setups if s["policy"] == policy]
-        env = dict(os.environ)
-        env.pop("OMP_WAIT_POLICY", None)
-        if policy:
-            env["OMP_WAIT_POLICY"] = policy
-        command = [sys.executable, __file__, "--worker", json.dumps(group)] + (["--compile"] if compile_model else [])
-        output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
-        results += json.loads(output.strip().splitlines()[-1])
-    return results
+def run_one(setup: dict) -> float:
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    if setup["policy"]:
+        env["OMP_WAIT_POLICY"] = setup["policy"]
+    command = [sys.executable, __file__, "--worker", json.dumps(setup)]
+    output = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
+    return float(output.strip().splitlines()[-1])
 
 
 def measure(rounds: int, compile_model: bool) -> dict[str, float]:
-    setups = [{"kind": "train", "name": n, "format": f, "batch": b, "threads": t, "policy": p}
-              for n, f, b, t, p in TRAIN_SETUPS]
+    setups = train_setups()
     if compile_model:
-        setups.append({"kind": "train", "name": "channels_last +batch 128, passive, compiled", "format": "channels_last",
-                       "batch": 128, "threads": None, "policy": "PASSIVE", "compile": True})
+        setups.append({"kind": "train", "name": "chosen + torch.compile", **_chosen(), "compile": True})
     setups += [{"kind": "eval", "name": f"eval batch {b}", "format": "channels_last", "batch": b, "threads": None,
                 "policy": "PASSIVE"} for b in EVAL_BATCHES]
     samples: dict[str, list[float]] = {s["name"]: [] for s in setups}
+    order = random.Random(0)
     for number in range(rounds):
-        ordered = setups if number % 2 == 0 else setups[::-1]  # alternate order against drift
-        for result in run_round(ordered, compile_model):
-            samples[result["name"]].append(result["images_per_second"])
+        shuffled = setups[:]
+        order.shuffle(shuffled)
+        for setup in shuffled:
+            samples[setup["name"]].append(run_one(setup))
         print(f"  round {number + 1}/{rounds} done (load average {os.getloadavg()[0]:.1f})", flush=True)
     return {name: statistics.median(values) for name, values in samples.items()}
 
@@ -151,7 +154,8 @@ def train_recipe(recipe: str, threads: int | None) -> dict:
     wall = time.perf_counter() - started
     images = sum(r.images for r in state.history)
     return {"recipe": recipe, "epochs": state.epoch, "test_accuracy": state.history[-1].test_accuracy,
-            "wall_seconds": wall, "images_per_second": images / sum(r.seconds for r in state.history)}
+            "test_loss": state.history[-1].test_loss, "wall_seconds": wall,
+            "images_per_second": images / sum(r.seconds for r in state.history)}
 
 
 def main() -> None:
@@ -164,32 +168,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="threads for the recipe run (default: as cnnscope train)")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker), args.compile)))
+        print(worker(json.loads(args.worker)))
         return
     importlib.import_module("cnnscope")  # sets OMP_WAIT_POLICY=PASSIVE before torch loads, as the CLI does
     import torch
 
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, default threads {torch.get_num_threads()}, "
-          f"load average at start {os.getloadavg()[0]:.1f} (shared machine: compare ratios)")
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPUs, torch default threads {torch.get_num_threads()}, "
+          f"load average at start {os.getloadavg()[0]:.1f} (shared machine: compare ratios)", flush=True)
     medians = measure(args.rounds, args.compile)
-    base = medians["baseline"]
-    print(f"\ntraining steps (Adam, real MNIST), median of {args.rounds} interleaved rounds:")
+    base = medians[BASELINE]
+    print(f"\ntraining steps (Adam, real MNIST), median of {args.rounds} shuffled rounds, one process each:")
     for name, rate in medians.items():
         if not name.startswith("eval"):
-            print(f"  {name:<44} {rate:8.0f} img/s   x{rate / base:.2f} vs baseline")
-    eval_base = medians[f"eval batch {EVAL_BATCHES[0]}"]
-    print("inference (evaluation of the 10000 test images):")
+            print(f"  {name:<48} {rate:8.0f} img/s   x{rate / base:.2f}")
+    eval_base = medians["eval batch 10000"]
+    print("inference (evaluating the 10000 test images, torch's default threads):")
     for batch in EVAL_BATCHES:
         rate = medians[f"eval batch {batch}"]
-        print(f"  {'eval batch ' + str(batch):<44} {rate:8.0f} img/s   x{rate / eval_base:.2f} vs batch {EVAL_BATCHES[0]}")
-    chosen = medians[CHOSEN]
-    print(f"\nchosen settings ({CHOSEN}) vs plain defaults: x{chosen / base:.2f}")
+        print(f"  {'batch ' + str(batch):<48} {rate:8.0f} img/s   x{rate / eval_base:.2f} vs one batch of 10000")
+    print(f"\nchosen settings {_chosen()} vs plain defaults: x{medians['chosen (cnnscope train)'] / base:.2f}")
     if not args.no_recipe:
         print(f"\ntraining recipe {args.recipe!r} in full (load average {os.getloadavg()[0]:.1f}) ...", flush=True)
         result = train_recipe(args.recipe, args.threads)
-        print(f"recipe {result['recipe']}: {result['epochs']} epochs, test accuracy {100 * result['test_accuracy']:.2f}%, "
-              f"wall {result['wall_seconds']:.0f} s, {result['images_per_second']:.0f} training images/s "
-              f"(load average at end {os.getloadavg()[0]:.1f})")
+        print(f"recipe {result['recipe']}: {result['epochs']} epochs, test accuracy {100 * result['test_accuracy']:.2f}% "
+              f"(test loss {result['test_loss']:.6f}), wall {result['wall_seconds']:.0f} s, "
+              f"{result['images_per_second']:.0f} training images/s (load average at end {os.getloadavg()[0]:.1f})")
 
 
 if __name__ == "__main__":
