@@ -44,8 +44,8 @@ def write_json(path: str | os.PathLike, obj) -> Path:
 
 def save_image(path: str | os.PathLike, image, **save_kwargs) -> Path:
     """Save a PIL image (or uint8 array) atomically; the format comes from the suffix."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     if isinstance(image, np.ndarray):
         image = Image.fromarray(image)
