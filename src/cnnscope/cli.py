@@ -36,19 +36,23 @@ def command_modules():
     return sorted(found, key=lambda m: (getattr(m, "ORDER", 50), m.NAME))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: set[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only`, just those commands get their options (some of which
+    import torch), so `cnnscope --help` and `--version` answer at once."""
     parser = _Parser(prog="cnnscope", description="Train a small CNN on MNIST and see what it learned.")
     parser.add_argument("--version", action="version", version=f"cnnscope {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for module in command_modules():
         command = sub.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
-        module.add_arguments(command)
+        if only is None or module.NAME in only:
+            module.add_arguments(command)
         command.set_defaults(_run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only={word for word in argv[:1] if not word.startswith("-")})
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .files import write_text
 
-# (module, function) pairs, in report order. A module that is not there yet is skipped.
+# (module, function) pairs, in report order.
 SECTION_BUILDERS: list[tuple[str, str]] = [
     ("cnnscope.train", "report_section"),
     ("cnnscope.evaluate", "report_section"),
@@ -55,18 +55,8 @@ class ReportContext:
 
 
 def section_builders() -> list[Callable[[ReportContext], Section]]:
-    builders = []
-    for module_name, function_name in SECTION_BUILDERS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                continue
-            raise
-        builder = getattr(module, function_name, None)
-        if builder is not None:
-            builders.append(builder)
-    return builders
+    return [getattr(importlib.import_module(module_name), function_name)
+            for module_name, function_name in SECTION_BUILDERS]
 
 
 def build_report(ctx: ReportContext, log: Callable[[str], None] = print) -> Path:
