@@ -263,9 +263,13 @@ class CNN(nn.Module):
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax of the last layer's logits; a sigmoid last layer's outputs are used as they are."""
+        return self.output_probabilities(self(x))
+
+    def output_probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from an already computed last-layer output (classes in the last dim)."""
         if self.spec.layers[-1].activation == "sigmoid":
-            return self(x)
-        return torch.softmax(self(x), dim=1)
+            return output
+        return torch.softmax(output, dim=-1)
 
     def prefix(self, name: str, normalize: bool = True) -> nn.Sequential:
         """The network up to and including layer `name` (conv prefixes accept any image size).

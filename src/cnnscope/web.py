@@ -115,10 +115,8 @@ def weights_hash(model: CNN) -> str:
 
 
 def last_layer_probabilities(model: CNN, output: torch.Tensor) -> torch.Tensor:
-    """Class probabilities from the last layer's output, as `CNN.probabilities` computes them."""
-    if model.spec.layers[-1].activation == "sigmoid":
-        return output.double()
-    return torch.softmax(output.double(), dim=-1)
+    """Class probabilities from the last layer's output, in double precision for the page."""
+    return model.output_probabilities(output.double())
 
 
 def b64(array: np.ndarray) -> str:
