@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import struct
-import zlib
-
 import numpy as np
 import pytest
 import torch
@@ -35,6 +31,7 @@ from cnnscope.photos import (
     rgb_to_ycbcr,
     sample_image,
 )
+from helpers import png_with_size
 
 
 @pytest.fixture(scope="module")
@@ -113,22 +110,13 @@ def test_gray_photo_gives_gray_output(small_model, flower):
     assert gray.compose(result.luminance).mode == "L"
 
 
-def _png_with_size(width: int, height: int) -> bytes:
-    """A PNG whose header claims width x height (the pixel data is a 1 x 1 image)."""
-    buffer = io.BytesIO()
-    Image.new("L", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    data[16:20], data[20:24] = struct.pack(">I", width), struct.pack(">I", height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
-
 
 @pytest.mark.parametrize("content, expected", [
     (b"", "empty"),
     (b"this is not a picture", "not a readable image"),
-    (_png_with_size(0, 0), "not a readable image"),
-    (_png_with_size(20000, 20000), "too large"),
-    (_png_with_size(8000, 6000), "limit is 40 megapixels"),
+    (png_with_size(0, 0), "not a readable image"),
+    (png_with_size(20000, 20000), "too large"),
+    (png_with_size(8000, 6000), "limit is 40 megapixels"),
 ])
 def test_bad_image_files(tmp_path, content, expected):
     path = tmp_path / "bad.png"

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from cnnscope.cli import main
+from helpers import png_with_size
 
 
 def run_cli(args, capsys) -> tuple[int, str, str]:
@@ -22,14 +20,6 @@ def run_cli(args, capsys) -> tuple[int, str, str]:
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
-
-def _png_with_size(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("L", (1, 1)).save(buffer, "PNG")
-    data = bytearray(buffer.getvalue())
-    data[16:20], data[20:24] = struct.pack(">I", width), struct.pack(">I", height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 @pytest.fixture()
@@ -91,10 +81,10 @@ def test_native_tiles_and_gray(small_model_dir, photo_file, tmp_path, capsys):
 def _bad_files(tmp_path):
     (tmp_path / "empty.png").write_bytes(b"")
     (tmp_path / "notes.png").write_text("not a picture at all")
-    (tmp_path / "zero.png").write_bytes(_png_with_size(0, 0))
-    (tmp_path / "huge.png").write_bytes(_png_with_size(20000, 20000))
-    (tmp_path / "big.png").write_bytes(_png_with_size(9000, 5000))
-    (tmp_path / "cut.png").write_bytes(_png_with_size(300, 200))  # header only: truncated
+    (tmp_path / "zero.png").write_bytes(png_with_size(0, 0))
+    (tmp_path / "huge.png").write_bytes(png_with_size(20000, 20000))
+    (tmp_path / "big.png").write_bytes(png_with_size(9000, 5000))
+    (tmp_path / "cut.png").write_bytes(png_with_size(300, 200))  # header only: truncated
     Image.new("L", (20, 20)).save(tmp_path / "tiny.png")
     (tmp_path / "folder").mkdir()
 
