@@ -34,18 +34,18 @@ def median_time(fn, repeats: int) -> float:
 def main() -> int:
     # cnnscope first: its __init__ sets OMP_WAIT_POLICY before torch loads
     from cnnscope.ascent import AscentSettings, ascend
-    from cnnscope.checkpoint import load_checkpoint
+    from cnnscope.checkpoint import load_model
     from cnnscope.dream import DreamSettings, dream, octave_sizes, resize, torch_threads
     from cnnscope.objectives import channel, parse_layer_mix
     from cnnscope.photos import photo_from_image, sample_image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="/work/dev/model")
+    parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     import torch
 
-    model, _ = load_checkpoint(args.model)
+    model, _ = load_model(args.model)
     photo = photo_from_image(sample_image("flower").resize((512, 512), Image.Resampling.BICUBIC), "flower 512x512")
     one_map = channel("Conv2D_3", 56)
     mix = parse_layer_mix("Conv2D_2:1.0,Conv2D_3:2.0")
@@ -120,7 +120,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "flower512.png")
         sample_image("flower").resize((512, 512), Image.Resampling.BICUBIC).save(path)
-        command = [sys.executable, "-m", "cnnscope", "dream", path, "--model", args.model, "--out", folder, "--quiet"]
+        model_option = ["--model", args.model] if args.model else []
+        command = [sys.executable, "-m", "cnnscope", "dream", path, *model_option, "--out", folder, "--quiet"]
         walls = []
         for _ in range(3):
             start = time.perf_counter()

@@ -13,8 +13,9 @@ machine. Medians of several repeats; the first (cold) run is reported separately
     CNNSCOPE_HOME=/tmp/csh .venv/bin/python benchmarks/inspect_speed.py [--model DIR]
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (cnnscope before torch)
 
+import cnnscope  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 import argparse
 import os
 import statistics
@@ -40,11 +41,11 @@ def timed(function, repeats: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="/work/dev/model", help="checkpoint folder (default /work/dev/model)")
+    parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
-    from cnnscope.checkpoint import load_checkpoint
+    from cnnscope.checkpoint import load_model
     from cnnscope.data import load_mnist, to_tensor
     from cnnscope.files import save_image, write_json
     from cnnscope.inspect_views import (
@@ -56,7 +57,7 @@ def main() -> None:
     )
     from cnnscope.patterns import class_indices, class_patterns, most_confusable
 
-    model, _ = load_checkpoint(args.model)
+    model, _ = load_model(args.model)
     mnist = load_mnist()
     out = Path(tempfile.mkdtemp(prefix="inspect_speed_"))
     print(f"torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, "

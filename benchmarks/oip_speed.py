@@ -17,8 +17,9 @@ Usage: .venv/bin/python benchmarks/oip_speed.py [--model DIR] [--repeats N] [--t
 Timings are medians; on a shared machine quote them as "measured under load".
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (cnnscope before torch)
 
+import cnnscope  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 import argparse
 import os
 import statistics

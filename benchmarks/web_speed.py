@@ -10,13 +10,15 @@ The baseline is a bare forward pass of one image, measured in the same run; the 
 the numbers to compare across machines. Timings on a shared machine are noisy: medians.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (cnnscope before torch)
 
+import cnnscope  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 import argparse
 import base64
 import functools
 import json
 import math
+import os
 import statistics
 import tempfile
 import threading
@@ -105,23 +107,25 @@ def http_round_trips(model, config, mnist, cache, bodies, picks):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="/work/dev/model", help="checkpoint folder (default /work/dev/model)")
+    parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
     parser.add_argument("--updates", type=int, default=200, help="drawing updates to time (default 200)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as `cnnscope explore`)")
     args = parser.parse_args()
 
-    from cnnscope.checkpoint import load_checkpoint
+    from cnnscope.checkpoint import load_model
     from cnnscope.data import load_mnist, to_tensor
     from cnnscope.preprocess import mnist_style
     from cnnscope.web import Explorer, decode_canvas
 
     torch.set_num_threads(args.threads)
-    model, config = load_checkpoint(args.model)
+    model, config = load_model(args.model)
     mnist = load_mnist()
     cache = Path(tempfile.mkdtemp(prefix="web_speed_"))
     explorer = Explorer(model, config, mnist, cache)
-    print(f"model {args.model}, torch {torch.__version__}, {args.threads} thread(s), OIP settings {explorer.oip_settings}")
-    print("(measured on a shared 2-core machine while other agents ran: absolute times are noisy, ratios less so)")
+    print(f"model {args.model or 'default'}, torch {torch.__version__}, {args.threads} thread(s), "
+          f"OIP settings {explorer.oip_settings}")
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (on a shared machine absolute times "
+          "are noisy, ratios less so)")
 
     canvases = stroke_canvases(args.updates)
     bodies = [body_of(c) for c in canvases]
