@@ -10,7 +10,7 @@ Each is compared with a baseline measured in the same run: a plain forward pass 
 model over the same images (the compute floor), so the ratios stay meaningful on a busy
 machine. Medians of several repeats; the first (cold) run is reported separately.
 
-    CNNSCOPE_HOME=/tmp/csh .venv/bin/python benchmarks/inspect_speed.py [--model DIR]
+    .venv/bin/python benchmarks/inspect_speed.py [--model DIR]
 """
 
 from __future__ import annotations  # noqa: I001  (cnnscope before torch)

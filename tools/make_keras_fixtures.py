@@ -5,8 +5,8 @@ once with a Keras 3 TensorFlow (for `.keras` files), each in a throw-away venv:
 
     python3 -m venv /tmp/tf215 && /tmp/tf215/bin/pip install tensorflow-cpu==2.15.1
     python3 -m venv /tmp/tf3 && /tmp/tf3/bin/pip install tensorflow-cpu
-    /tmp/tf215/bin/python tools/make_keras_fixtures.py --mnist /tmp/csh/mnist.npz
-    /tmp/tf3/bin/python tools/make_keras_fixtures.py --mnist /tmp/csh/mnist.npz
+    /tmp/tf215/bin/python tools/make_keras_fixtures.py --mnist ~/.cache/cnnscope/mnist.npz
+    /tmp/tf3/bin/python tools/make_keras_fixtures.py --mnist ~/.cache/cnnscope/mnist.npz
 
 For every model that cnnscope should import it writes `<name>.h5` or `<name>.keras` and
 `<name>.npz` with Keras's own numbers: `inputs` (N x H x W x C, what Keras was fed),
