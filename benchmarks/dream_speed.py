@@ -33,11 +33,11 @@ def median_time(fn, repeats: int) -> float:
 
 def main() -> int:
     # cnnscope first: its __init__ sets OMP_WAIT_POLICY before torch loads
-    from cnnscope.ascent import AscentSettings, ascend
-    from cnnscope.checkpoint import load_model
-    from cnnscope.dream import DreamSettings, dream, octave_sizes, resize, torch_threads
-    from cnnscope.objectives import channel, parse_layer_mix
-    from cnnscope.photos import photo_from_image, sample_image
+    from cnnscope.data.photos import photo_from_image, sample_image
+    from cnnscope.nn.checkpoint import load_model
+    from cnnscope.optvis.ascent import AscentSettings, ascend
+    from cnnscope.optvis.dream import DreamSettings, dream, octave_sizes, resize, torch_threads
+    from cnnscope.optvis.objectives import channel, parse_layer_mix
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
@@ -130,7 +130,7 @@ def main() -> int:
         startup = []
         for _ in range(3):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", "import cnnscope.dream, cnnscope.photos, cnnscope.checkpoint"],
+            subprocess.run([sys.executable, "-c", "import cnnscope.optvis.dream, cnnscope.data.photos, cnnscope.nn.checkpoint"],
                            check=True, capture_output=True)
             startup.append(time.perf_counter() - start)
     print(f"\n`cnnscope dream` 512x512, defaults, whole command: {statistics.median(walls):.2f} s "

@@ -45,17 +45,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
-    from cnnscope.checkpoint import load_model
-    from cnnscope.data import load_mnist, to_tensor
-    from cnnscope.files import save_image, write_json
-    from cnnscope.inspect_views import (
+    from cnnscope.analysis.patterns import class_indices, class_patterns, most_confusable
+    from cnnscope.data.mnist import load_mnist, to_tensor
+    from cnnscope.figures.inspection import (
         confusable_figure,
         dataset_images,
         layer_figures,
         pattern_figure,
         separating_figure,
     )
-    from cnnscope.patterns import class_indices, class_patterns, most_confusable
+    from cnnscope.files import save_image, write_json
+    from cnnscope.nn.checkpoint import load_model
 
     model, _ = load_model(args.model)
     mnist = load_mnist()

@@ -42,7 +42,7 @@ def median_time(fn, repeats: int) -> tuple[float, float, object]:
 def articles_loop(model, layer: str, map_index: int, start: torch.Tensor, steps: int = 600,
                   epsilon: float = 0.01) -> tuple[float, bool]:
     """Article VIII's `_oip_strat_0_optimization_loop` for one map (PyTorch, no batching)."""
-    from cnnscope.model import per_image_standardize
+    from cnnscope.nn.model import per_image_standardize
 
     prefix = model.prefix(layer, normalize=False)
     x = start.clone()
@@ -62,12 +62,12 @@ def articles_loop(model, layer: str, map_index: int, start: torch.Tensor, steps:
 
 
 def main() -> int:
-    from cnnscope.ascent import AscentSettings
-    from cnnscope.checkpoint import load_model
-    from cnnscope.data import load_mnist, to_tensor
-    from cnnscope.init import multiscale_noise
-    from cnnscope.oip import evaluate, find_oips, map_objectives, quality, start_seed
-    from cnnscope.train import default_threads
+    from cnnscope.data.mnist import load_mnist, to_tensor
+    from cnnscope.nn.checkpoint import load_model
+    from cnnscope.optvis.ascent import AscentSettings
+    from cnnscope.optvis.oip import evaluate, find_oips, map_objectives, quality, start_seed
+    from cnnscope.optvis.starts import multiscale_noise
+    from cnnscope.training.loop import default_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")

@@ -10,7 +10,7 @@ over the rounds are reported, so a change of the machine's load hits all set-ups
   variants   channels_last weights, batch 128/256, one thread, OMP_WAIT_POLICY=PASSIVE
              (waiting threads sleep instead of spinning), torch.compile (--compile only)
   chosen     what `cnnscope train` does: TrainSettings' memory format, batch 128, its
-             thread count (cnnscope.train.default_threads()), PASSIVE (set by cnnscope)
+             thread count (cnnscope.training.loop.default_threads()), PASSIVE (set by cnnscope)
 
 plus inference throughput for evaluation batch sizes 50 .. 10000 (as `cnnscope` runs it).
 
@@ -61,7 +61,7 @@ def train_setups() -> list[dict]:
 
 
 def _chosen() -> dict:
-    from cnnscope.train import TrainSettings, default_threads
+    from cnnscope.training.loop import TrainSettings, default_threads
 
     settings = TrainSettings()
     return {"format": "channels_last" if settings.channels_last else "contiguous", "batch": settings.batch_size,
@@ -78,8 +78,8 @@ def worker(setup: dict) -> float:
     import torch
     import torch.nn.functional as F
 
-    from cnnscope.data import load_mnist, to_tensor
-    from cnnscope.train import TrainSettings, new_model
+    from cnnscope.data.mnist import load_mnist, to_tensor
+    from cnnscope.training.loop import TrainSettings, new_model
 
     if setup["threads"]:
         torch.set_num_threads(setup["threads"])
@@ -144,8 +144,8 @@ def measure(rounds: int, compile_model: bool) -> dict[str, float]:
 def train_recipe(recipe: str, threads: int | None) -> dict:
     from dataclasses import replace
 
-    from cnnscope.data import load_mnist
-    from cnnscope.train import recipe_settings, train
+    from cnnscope.data.mnist import load_mnist
+    from cnnscope.training.loop import recipe_settings, train
 
     settings = replace(recipe_settings(recipe), threads=threads)
     started = time.perf_counter()

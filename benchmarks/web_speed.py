@@ -81,7 +81,7 @@ def http_round_trips(model, config, mnist, cache, bodies, picks):
     """Round-trip times of drawing updates and cached OIPs through a real server."""
     import httpx
 
-    from cnnscope.web import ServerThread, create_app
+    from cnnscope.app.explorer import ServerThread, create_app
 
     app = create_app(model, config, mnist, cache)
     draw, oip, png = [], [], []
@@ -112,10 +112,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as `cnnscope explore`)")
     args = parser.parse_args()
 
-    from cnnscope.checkpoint import load_model
-    from cnnscope.data import load_mnist, to_tensor
-    from cnnscope.preprocess import mnist_style
-    from cnnscope.web import Explorer, decode_canvas
+    from cnnscope.app.explorer import Explorer, decode_canvas
+    from cnnscope.data.images import mnist_style
+    from cnnscope.data.mnist import load_mnist, to_tensor
+    from cnnscope.nn.checkpoint import load_model
 
     torch.set_num_threads(args.threads)
     model, config = load_model(args.model)

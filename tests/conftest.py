@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope.checkpoint import save_checkpoint
-from cnnscope.data import load_mnist, to_tensor
-from cnnscope.model import CNN, default_spec
+from cnnscope.nn.checkpoint import save_checkpoint
+from cnnscope.data.mnist import load_mnist, to_tensor
+from cnnscope.nn.model import CNN, default_spec
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,7 +66,7 @@ def small_model_dir(mnist, tmp_path_factory):
 @pytest.fixture()
 def small_model(small_model_dir):
     """A fresh copy of the small model (tests may change its weights)."""
-    from cnnscope.checkpoint import load_checkpoint
+    from cnnscope.nn.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(small_model_dir)
     return model

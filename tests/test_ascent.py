@@ -7,8 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnscope import objectives as O
-from cnnscope.ascent import (
+from cnnscope.errors import UserError
+from cnnscope.nn.model import CNN, ModelSpec, Normalization
+from cnnscope.optvis import objectives as O
+from cnnscope.optvis.ascent import (
     AscentSettings,
     Callback,
     GifWriter,
@@ -18,10 +20,8 @@ from cnnscope.ascent import (
     relative_change,
     save_gif,
 )
-from cnnscope.errors import UserError
-from cnnscope.init import from_dataset, multiscale_noise
-from cnnscope.model import CNN, ModelSpec, Normalization
-from cnnscope.oip import find_oips, map_objectives
+from cnnscope.optvis.oip import find_oips, map_objectives
+from cnnscope.optvis.starts import from_dataset, multiscale_noise
 
 STRONG_MAP = None  # filled lazily: a Conv2D_3 map of the small model that reacts to noise
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope import attribution
-from cnnscope.data import to_tensor
+from cnnscope.analysis import attribution
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.model import CNN, ModelSpec, Normalization
+from cnnscope.nn.model import CNN, ModelSpec, Normalization
 
 
 @pytest.fixture(scope="module")

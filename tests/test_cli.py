@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from cnnscope import __version__
-from cnnscope.cli import build_parser, command_modules, main
+from cnnscope.app.cli import build_parser, command_modules, main
 
 COMMANDS = {"demo", "train", "predict", "evaluate", "summary", "activations", "patterns", "explain",
             "oip", "dream", "explore", "import-keras"}
@@ -28,7 +28,7 @@ def test_every_command_module_is_found_and_has_options():
 
 
 def test_version_and_help_answer_without_loading_torch():
-    code = ("import sys\nfrom cnnscope.cli import main\n"
+    code = ("import sys\nfrom cnnscope.app.cli import main\n"
             "try:\n    main(['--version'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cnnscope.cli import main
+from cnnscope.app.cli import main
 
 
 def run_cli(argv, capsys):

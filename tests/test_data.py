@@ -15,8 +15,8 @@ from functools import partial
 import numpy as np
 import pytest
 
-from cnnscope import data as data_module
-from cnnscope.data import (
+from cnnscope.data import mnist as data_module
+from cnnscope.data.mnist import (
     MNIST_CONTENT_SHA256,
     DataError,
     check_index,

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from cnnscope.cli import main
-from cnnscope.report import Figure, ReportContext, Section, render_html
+from cnnscope.app.cli import main
+from cnnscope.app.report import Figure, ReportContext, Section, render_html
 
 
 def test_report_html_lists_sections_figures_and_facts(tmp_path):

@@ -7,8 +7,17 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnscope.ascent import AscentSettings, ascend
-from cnnscope.dream import (
+from cnnscope.data.photos import (
+    Photo,
+    load_photo,
+    open_image,
+    photo_from_image,
+    rgb_to_ycbcr,
+    sample_image,
+)
+from cnnscope.errors import UserError
+from cnnscope.optvis.ascent import AscentSettings, ascend
+from cnnscope.optvis.dream import (
     DreamSettings,
     adjust_distribution,
     check_objective,
@@ -21,16 +30,7 @@ from cnnscope.dream import (
     resize,
     tile_layout,
 )
-from cnnscope.errors import UserError
-from cnnscope.objectives import channel, evaluate, layer, logit
-from cnnscope.photos import (
-    Photo,
-    load_photo,
-    open_image,
-    photo_from_image,
-    rgb_to_ycbcr,
-    sample_image,
-)
+from cnnscope.optvis.objectives import channel, evaluate, layer, logit
 from helpers import png_with_size
 
 
@@ -43,8 +43,8 @@ def flower() -> Photo:
 @pytest.fixture(scope="module")
 def busy_map(small_model_dir, flower) -> int:
     """The Conv2D_3 map of the small model that reacts most to the 28 x 28 flower."""
-    from cnnscope.checkpoint import load_checkpoint
-    from cnnscope.model import per_image_standardize
+    from cnnscope.nn.checkpoint import load_checkpoint
+    from cnnscope.nn.model import per_image_standardize
 
     model, _ = load_checkpoint(small_model_dir)
     x = per_image_standardize(resize(flower.luminance, (28, 28)))
@@ -151,7 +151,7 @@ def test_downscale_value_rises_round_to_round(small_model, flower, busy_map):
     assert result.values[-1] > 2 * result.values[0]
     # the value the engine reports is the one of the photo as the next round sees it
     x = resize(result.raw, (28, 28))
-    from cnnscope.model import per_image_standardize
+    from cnnscope.nn.model import per_image_standardize
 
     assert float(evaluate(objective, small_model, per_image_standardize(x))) > result.values[0]
 
@@ -330,8 +330,8 @@ def test_bad_settings(kwargs, message):
 
 
 def test_report_section_quick(small_model, tmp_path):
-    from cnnscope.dream import report_section
-    from cnnscope.report import ReportContext
+    from cnnscope.app.report import ReportContext
+    from cnnscope.optvis.dream import report_section
 
     ctx = ReportContext(model=small_model, config={}, mnist=None, model_dir=tmp_path, folder=tmp_path, quick=True)
     section = report_section(ctx)

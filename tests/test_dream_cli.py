@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnscope.cli import main
+from cnnscope.app.cli import main
 from helpers import png_with_size
 
 

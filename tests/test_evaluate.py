@@ -7,9 +7,9 @@ import json
 import numpy as np
 import torch
 
-from cnnscope.cli import main
-from cnnscope.data import to_tensor
-from cnnscope.evaluate import evaluate, format_report, save_evaluation
+from cnnscope.analysis.evaluation import evaluate, format_report, save_evaluation
+from cnnscope.app.cli import main
+from cnnscope.data.mnist import to_tensor
 
 
 def test_accuracy_confusion_and_per_class_agree_with_a_direct_count(small_model, mnist):
@@ -70,8 +70,8 @@ def test_evaluate_command_errors_are_one_line(small_model_dir, tmp_path, capsys)
 
 
 def test_report_section_writes_confusion_and_mistakes(small_model, mnist, tmp_path):
-    from cnnscope.evaluate import report_section
-    from cnnscope.report import ReportContext
+    from cnnscope.analysis.evaluation import report_section
+    from cnnscope.app.report import ReportContext
 
     ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path / "r", quick=True)
     section = report_section(ctx)

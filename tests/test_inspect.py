@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope import inspect_views as views
-from cnnscope import render
 from cnnscope.errors import UserError
-from cnnscope.model import CNN, ModelSpec, Normalization, activations
+from cnnscope.figures import inspection as views
+from cnnscope.figures import render
+from cnnscope.nn.model import CNN, ModelSpec, Normalization, activations
 
 
 def lit_model() -> CNN:
@@ -140,7 +140,7 @@ def test_bad_requests_are_user_errors(small_model, mnist):
 
 @pytest.mark.slow
 def test_report_section_quick(small_model, mnist, tmp_path):
-    from cnnscope.report import ReportContext
+    from cnnscope.app.report import ReportContext
 
     ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path, quick=True)
     section = views.report_section(ctx)

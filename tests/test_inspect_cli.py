@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnscope.cli import main
+from cnnscope.app.cli import main
 
 
 def run(argv, capsys):

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from cnnscope.checkpoint import load_checkpoint
-from cnnscope.cli import main
-from cnnscope.data import to_tensor
+from cnnscope.app.cli import main
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.keras_import import import_keras, parse_normalization, read_keras_file
-from cnnscope.model import CNN, Normalization
+from cnnscope.nn.checkpoint import load_checkpoint
+from cnnscope.nn.keras_import import import_keras, parse_normalization, read_keras_file
+from cnnscope.nn.model import CNN, Normalization
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from cnnscope.checkpoint import load_checkpoint, save_checkpoint
 from cnnscope.errors import CheckpointError, UserError
-from cnnscope.model import CNN, ModelSpec, activations, default_spec
+from cnnscope.nn.checkpoint import load_checkpoint, save_checkpoint
+from cnnscope.nn.model import CNN, ModelSpec, activations, default_spec
 
 
 def test_parameter_count_matches_the_articles_keras_summary():
@@ -25,7 +25,7 @@ def test_conv_prefix_accepts_any_image_size_and_stops_at_the_layer():
 
 
 def test_activations_match_the_full_forward_pass(small_model, mnist):
-    from cnnscope.data import to_tensor
+    from cnnscope.data.mnist import to_tensor
 
     x = to_tensor(mnist.test_x[:5])
     acts = activations(small_model, x, ["Conv2D_1", "Dense_2"])
@@ -40,7 +40,7 @@ def test_unknown_layer_lists_the_valid_names():
 
 
 def test_checkpoint_round_trip_gives_identical_outputs(small_model, mnist, tmp_path):
-    from cnnscope.data import to_tensor
+    from cnnscope.data.mnist import to_tensor
 
     x = to_tensor(mnist.test_x[:16])
     save_checkpoint(small_model, tmp_path / "ck", recipe="x")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cnnscope import objectives as O
-from cnnscope.data import to_tensor
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
+from cnnscope.optvis import objectives as O
 
 
 @pytest.fixture(scope="module")

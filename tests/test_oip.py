@@ -9,12 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnscope import objectives as O
-from cnnscope.ascent import AscentSettings
-from cnnscope.data import to_tensor
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.init import multiscale_noise
-from cnnscope.oip import (
+from cnnscope.figures.render import tile_origin
+from cnnscope.optvis import objectives as O
+from cnnscope.optvis.ascent import AscentSettings
+from cnnscope.optvis.oip import (
     dataset_max,
     evaluate,
     evolution_strip,
@@ -28,7 +28,7 @@ from cnnscope.oip import (
     start_seed,
     zoo_picture,
 )
-from cnnscope.render import tile_origin
+from cnnscope.optvis.starts import multiscale_noise
 
 FEW = AscentSettings(steps=20)
 
@@ -36,7 +36,7 @@ FEW = AscentSettings(steps=20)
 @pytest.fixture(scope="module")
 def zoo(small_model_dir, mnist):
     """Maps 0..23 of Conv2D_3 of the small model, 20 steps, evaluated on 1000 test images."""
-    from cnnscope.checkpoint import load_checkpoint
+    from cnnscope.nn.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(small_model_dir)
     run = find_oips(model, map_objectives(model, "Conv2D_3", range(24)), FEW, seed=1)
@@ -172,7 +172,7 @@ def test_find_oips_errors(small_model):
 
 
 def test_start_image_and_other_layers(small_model, mnist):
-    from cnnscope.init import from_dataset
+    from cnnscope.optvis.starts import from_dataset
 
     start = from_dataset(mnist, 0)
     run = find_oips(small_model, map_objectives(small_model, "Conv2D_2", [0, 1]), FEW, start=start)
@@ -185,11 +185,11 @@ def test_start_image_and_other_layers(small_model, mnist):
 
 
 def test_report_section_quick(small_model, mnist, tmp_path):
-    from cnnscope.report import ReportContext
+    from cnnscope.app.report import ReportContext
 
     ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path,
                         quick=True, progress=False)
-    from cnnscope.oip import report_section
+    from cnnscope.optvis.oip import report_section
 
     section = report_section(ctx)
     assert len(section.figures) == 5

@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from cnnscope.cli import main
+from cnnscope.app.cli import main
 
 
 def run_cli(args, capsys):

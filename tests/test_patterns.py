@@ -7,11 +7,11 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from cnnscope import inspect_views as views
-from cnnscope import patterns
-from cnnscope.data import to_tensor
+from cnnscope.analysis import patterns
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.model import activations
+from cnnscope.figures import inspection as views
+from cnnscope.nn.model import activations
 
 
 def test_auc_by_hand_and_against_sklearn():
@@ -73,7 +73,7 @@ def test_bad_options_are_user_errors():
 
 @pytest.fixture(scope="module")
 def four_vs_nine(small_model_dir, mnist):
-    from cnnscope.checkpoint import load_checkpoint
+    from cnnscope.nn.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(small_model_dir)
     idx_a = patterns.class_indices(mnist.test_y, 4, 120)
@@ -138,7 +138,7 @@ def test_markers_sit_on_the_tiles_with_common_points(four_vs_nine):
     assert (yellow.sum() > 0) == (shared > 0)
     # directly: markers on a grid of the first digit's mean land around the marked node
     columns, factor = views.grid_options(result.means[0].shape)
-    from cnnscope import render
+    from cnnscope.figures import render
 
     scaled, _ = render.scale_maps(result.means[0], "shared")
     grid, layout = render.map_grid(scaled, "viridis", factor, columns)

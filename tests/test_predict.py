@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from cnnscope.cli import main
-from cnnscope.data import to_tensor
+from cnnscope.app.cli import main
+from cnnscope.data.images import load_image_file, mnist_style
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.preprocess import load_image_file, mnist_style
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:

@@ -6,8 +6,8 @@ import matplotlib
 import numpy as np
 import pytest
 
-from cnnscope import render
 from cnnscope.errors import UserError
+from cnnscope.figures import render
 
 
 def test_colorize_matches_matplotlib_exactly():

@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from cnnscope import train as train_module
-from cnnscope.checkpoint import load_checkpoint
 from cnnscope.errors import CheckpointError, UserError
-from cnnscope.train import (
+from cnnscope.nn.checkpoint import load_checkpoint
+from cnnscope.training import loop as train_module
+from cnnscope.training.loop import (
     TrainSettings,
     augment_batch,
     ensure_default_model,
@@ -170,7 +170,7 @@ def test_keras_init_is_glorot_uniform_with_zero_biases():
 
 
 def test_shift_augmentation_moves_digits_without_cutting_them(mnist):
-    from cnnscope.data import to_tensor
+    from cnnscope.data.mnist import to_tensor
 
     x = to_tensor(mnist.train_x[:64])
     settings = TrainSettings(augment="shift", shift=2)
@@ -223,7 +223,7 @@ def test_ensure_default_model_trains_once_then_reuses(mnist, tmp_path, monkeypat
 
 
 def test_report_section_draws_the_curves_and_states_the_facts(mnist, tmp_path):
-    from cnnscope.report import ReportContext
+    from cnnscope.app.report import ReportContext
 
     run_training(replace(TINY, epochs=2, train_images=300, test_images=300), tmp_path / "m", progress=False, log=lambda line: None)
     model, config = load_checkpoint(tmp_path / "m")

@@ -19,12 +19,8 @@ from PIL import Image, ImageDraw
 fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
-from cnnscope.checkpoint import load_checkpoint  # noqa: E402
-from cnnscope.cli import main  # noqa: E402
-from cnnscope.data import to_tensor  # noqa: E402
-from cnnscope.model import CNN  # noqa: E402
-from cnnscope.preprocess import mnist_style  # noqa: E402
-from cnnscope.web import (  # noqa: E402
+from cnnscope.app.cli import main  # noqa: E402
+from cnnscope.app.explorer import (  # noqa: E402
     LOOPBACK_HOSTS,
     MAX_BODY_BYTES,
     OipSettings,
@@ -34,6 +30,10 @@ from cnnscope.web import (  # noqa: E402
     host_name,
     weights_hash,
 )
+from cnnscope.data.images import mnist_style  # noqa: E402
+from cnnscope.data.mnist import to_tensor  # noqa: E402
+from cnnscope.nn.checkpoint import load_checkpoint  # noqa: E402
+from cnnscope.nn.model import CNN  # noqa: E402
 
 TEST_OIP = OipSettings(steps=40, restarts=2, seed=0)  # small workload, same code path
 
@@ -381,7 +381,7 @@ def test_explore_without_a_model_says_how_to_get_one(capsys, tmp_path):
 
 
 def test_loopback_detection():
-    from cnnscope.commands.explore import is_loopback
+    from cnnscope.app.commands.explore import is_loopback
 
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("example.org")
@@ -409,7 +409,7 @@ def test_explore_command_serves_the_page_and_prints_the_url(small_model_dir, cnn
 def test_explore_on_a_busy_port_is_a_one_line_error(capsys, small_model_dir):
     import socket
 
-    from cnnscope.web import bind_socket
+    from cnnscope.app.explorer import bind_socket
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

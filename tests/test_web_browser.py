@@ -17,9 +17,14 @@ if not os.path.exists(CHROMIUM):
 pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
-from cnnscope.checkpoint import load_checkpoint  # noqa: E402
-from cnnscope.cli import main  # noqa: E402
-from cnnscope.web import LOOPBACK_HOSTS, OipSettings, ServerThread, create_app  # noqa: E402
+from cnnscope.app.cli import main  # noqa: E402
+from cnnscope.app.explorer import (  # noqa: E402
+    LOOPBACK_HOSTS,
+    OipSettings,
+    ServerThread,
+    create_app,
+)
+from cnnscope.nn.checkpoint import load_checkpoint  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]

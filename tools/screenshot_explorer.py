@@ -26,9 +26,9 @@ def main() -> None:
     import numpy as np
     from playwright.sync_api import sync_playwright
 
-    from cnnscope.checkpoint import load_model
-    from cnnscope.data import load_mnist_for_model
-    from cnnscope.web import LOOPBACK_HOSTS, ServerThread, create_app
+    from cnnscope.app.explorer import LOOPBACK_HOSTS, ServerThread, create_app
+    from cnnscope.data.mnist import load_mnist_for_model
+    from cnnscope.nn.checkpoint import load_model
 
     model, config = load_model(args.model)
     mnist = load_mnist_for_model(config, None)

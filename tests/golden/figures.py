@@ -40,16 +40,16 @@ def _floats(tensor) -> list[float]:
 
 
 def compute(model, mnist) -> dict:
-    from cnnscope import attribution
-    from cnnscope import objectives as O
-    from cnnscope.ascent import AscentSettings
-    from cnnscope.data import to_tensor
-    from cnnscope.dream import DreamSettings, dream
-    from cnnscope.evaluate import evaluate
-    from cnnscope.oip import dataset_max, find_oips, logit_objectives, map_objectives
-    from cnnscope.patterns import class_indices, class_patterns
-    from cnnscope.photos import load_photo
-    from cnnscope.train import TrainSettings, train
+    from cnnscope.analysis import attribution
+    from cnnscope.analysis.evaluation import evaluate
+    from cnnscope.analysis.patterns import class_indices, class_patterns
+    from cnnscope.data.mnist import to_tensor
+    from cnnscope.data.photos import load_photo
+    from cnnscope.optvis import objectives as O
+    from cnnscope.optvis.ascent import AscentSettings
+    from cnnscope.optvis.dream import DreamSettings, dream
+    from cnnscope.optvis.oip import dataset_max, find_oips, logit_objectives, map_objectives
+    from cnnscope.training.loop import TrainSettings, train
 
     out: dict[str, list[float]] = {}
     previous = torch.get_num_threads()
@@ -124,7 +124,7 @@ def compute(model, mnist) -> dict:
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import cnnscope  # noqa: F401
-    from cnnscope.data import load_mnist
+    from cnnscope.data.mnist import load_mnist
     from conftest import train_small
 
     mnist = load_mnist()

@@ -1,0 +1,1 @@
+"""Measurements on a trained network: evaluation, class patterns, attribution."""

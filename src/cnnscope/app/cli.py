@@ -1,0 +1,71 @@
+"""The `cnnscope` command line: a thin shell that finds its subcommands in `cnnscope.app.commands`.
+
+Each module in `cnnscope/app/commands/` defines NAME, HELP, `add_arguments(parser)` and
+`run(args) -> int`. User errors become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from cnnscope import __version__
+from cnnscope.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str):  # noqa: D401
+        sys.stderr.write(f"cnnscope {self.prog.split()[-1]}: error: {message}\n")
+        sys.exit(2)
+
+
+def command_modules():
+    from cnnscope.app import commands
+
+    found = []
+    for info in pkgutil.iter_modules(commands.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{commands.__name__}.{info.name}")
+        if hasattr(module, "NAME") and hasattr(module, "run"):
+            found.append(module)
+    return sorted(found, key=lambda m: (getattr(m, "ORDER", 50), m.NAME))
+
+
+def build_parser(only: set[str] | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only`, just those commands get their options (some of which
+    import torch), so `cnnscope --help` and `--version` answer at once."""
+    parser = _Parser(prog="cnnscope", description="Train a small CNN on MNIST and see what it learned.")
+    parser.add_argument("--version", action="version", version=f"cnnscope {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for module in command_modules():
+        command = sub.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
+        if only is None or module.NAME in only:
+            module.add_arguments(command)
+        command.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(only={word for word in argv[:1] if not word.startswith("-")})
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except UserError as exc:
+        sys.stderr.write(f"cnnscope {args.command}: error: {exc}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write("cnnscope: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

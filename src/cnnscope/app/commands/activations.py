@@ -1,0 +1,159 @@
+"""`cnnscope activations`: grids of every map of a layer (or every node) for chosen images."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.errors import UserError
+
+NAME = "activations"
+ORDER = 30
+HELP = "show the output of every map (or node) of a layer for dataset images or your own picture"
+DESCRIPTION = (
+    "Grids of all maps of a conv/pool layer (8 per row, top-down) or all nodes of a dense layer, "
+    "the input digit beside the grid. Several --index/--image values give panels side by side. "
+    "Writes a PNG and a JSON sidecar (shape, min, max, mean per map) per layer."
+)
+
+
+def add_image_options(parser: argparse.ArgumentParser) -> None:
+    """--index / --set / --image, shared with `cnnscope explain`."""
+    parser.add_argument("--index", action="append", default=[], metavar="N[,N...]",
+                        help="image position in the data set (repeat or comma-separate for several)")
+    parser.add_argument("--set", default="test", choices=("test", "train"), help="data set for --index (default test)")
+    parser.add_argument("--image", action="append", default=[], metavar="FILE",
+                        help="your own picture (PNG, JPEG, ...), made MNIST-style; repeat for several")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cnnscope.figures.render import CMAPS, SCALES
+
+    add_model_option(parser)
+    add_data_option(parser)
+    add_device_option(parser)
+    parser.add_argument("--layer", default=None, metavar="NAME",
+                        help="layer name, several comma-separated, or 'all' (one figure per layer; "
+                             "default: the first layer, Conv2D_1)")
+    add_image_options(parser)
+    parser.add_argument("--cmap", default="viridis", choices=CMAPS, metavar="CMAP",
+                        help=f"colour map: {', '.join(CMAPS)} (default viridis)")
+    parser.add_argument("--scale", default="shared", choices=SCALES,
+                        help="shared: one colour range for all maps and images; per_map: each map its own; "
+                             "standardize: the articles' standardise-and-clip view (default shared)")
+    parser.add_argument("--numbers", action="store_true", help="write map / node numbers into the tiles")
+    parser.add_argument("--columns", type=int, default=None, metavar="N", help="tiles per row (default 8)")
+    parser.add_argument("--out", default="out/activations", metavar="PATH",
+                        help="folder, or a .png file (with several layers: FILE_<layer>.png); default out/activations")
+
+
+def parse_indices(values: list[str]) -> list[int]:
+    indices = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part.lstrip("-").isdigit():
+                raise UserError(f"index {part!r} is not a whole number")
+            indices.append(int(part))
+    return indices
+
+
+def load_inputs(args, model_config: dict) -> list:
+    """The DigitImages named by --index (with --set) and --image; UserError for bad ones."""
+    from cnnscope.figures.inspection import MAX_PANELS, dataset_images, file_image
+
+    indices = parse_indices(args.index)
+    if not indices and not args.image:
+        raise UserError("give at least one --index N or --image FILE")
+    if len(indices) + len(args.image) > MAX_PANELS:
+        raise UserError(f"at most {MAX_PANELS} images at once, got {len(indices) + len(args.image)}")
+    images = []
+    if indices:
+        from cnnscope.data.mnist import load_mnist
+
+        data_info = model_config.get("data", {})
+        mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+        images += dataset_images(mnist, indices, args.set)
+    images += [file_image(path) for path in args.image]
+    return images
+
+
+def load_model_for(args):
+    from cnnscope.nn.checkpoint import load_model
+    from cnnscope.runtime import pick_device
+
+    device = pick_device(args.device)
+    return load_model(args.model, device=device)
+
+
+def images_tag(images) -> str:
+    """A short file-name part naming the images: test19, test19_test20, mydigit, ..."""
+    tags = [f"{image.split}{image.index}" if image.index is not None else Path(image.name).stem for image in images]
+    tags = ["".join(c if c.isalnum() or c in "-_" else "-" for c in tag) for tag in tags]
+    return "_".join(tags) if len(tags) <= 4 else f"{tags[0]}_and_{len(tags) - 1}_more"
+
+
+def output_paths(out: Path, tag: str, names: list[str], prefix: str = "") -> dict[str, Path]:
+    """PNG path per name: inside folder `out`, or `out` itself (one name) / out_<name>.png."""
+    if out.suffix.lower() == ".png":
+        if len(names) == 1:
+            return {names[0]: out}
+        return {name: out.with_name(f"{out.stem}_{name}.png") for name in names}
+    if out.suffix:
+        raise UserError(f"--out {out} must be a folder or a .png file")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    return {name: out / f"{prefix}{tag}_{name}.png" for name in names}
+
+
+def parse_layers(model, text: str | None) -> list[str]:
+    from cnnscope.figures.inspection import all_layers
+
+    if text is None:
+        return model.layer_names[:1]
+    if text.strip().lower() == "all":
+        return all_layers(model)
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UserError(f"no layer given; valid layers: {', '.join(model.layer_names)}")
+    return [model.check_layer(name) for name in names]
+
+
+def run(args) -> int:
+    from cnnscope.figures.inspection import layer_figures
+    from cnnscope.files import save_image, write_json
+
+    started = time.perf_counter()
+    if args.columns is not None and args.columns < 1:
+        raise UserError(f"--columns must be >= 1, got {args.columns}")
+    model, config = load_model_for(args)
+    layers = parse_layers(model, args.layer)
+    images = load_inputs(args, config)
+    paths = output_paths(Path(args.out).expanduser(), images_tag(images), layers)
+    figures = layer_figures(model, images, layers, cmap=args.cmap, scale=args.scale, numbers=args.numbers,
+                            columns=args.columns)
+    for layer, figure in figures.items():
+        path = paths[layer]
+        save_image(path, figure.image)
+        write_json(path.with_suffix(".json"), {
+            "command": "activations",
+            "model": str(args.model or "default"),
+            "layer": layer,
+            "shape": list(model.output_shape(layer)),
+            "cmap": args.cmap,
+            "scale": args.scale,
+            "color_range": [figure.color_scale.vmin, figure.color_scale.vmax],
+            "color_unit": figure.color_scale.unit,
+            "columns": figure.layout.columns,
+            "tile_pixels": figure.layout.factor,
+            "images": figure.stats,
+            "picture": path.name,
+        })
+        print(f"{layer}: {path} (+ .json)")
+    for stat in next(iter(figures.values())).stats:
+        label = f", label {stat['label']}" if stat["label"] is not None else ""
+        print(f"{stat['name']}{label}: predicted {stat['predicted']} ({max(stat['probabilities']):.1%})")
+    print(f"done in {time.perf_counter() - started:.2f} s")
+    return 0

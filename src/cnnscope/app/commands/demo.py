@@ -1,0 +1,44 @@
+"""`cnnscope demo`: the main job — train or reuse the default model, then write the HTML report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+
+NAME = "demo"
+ORDER = 0
+HELP = "train (or reuse) the default model and write an HTML report of everything"
+
+
+def add_arguments(parser) -> None:
+    add_model_option(parser)
+    add_data_option(parser)
+    add_device_option(parser)
+    parser.add_argument("--out", default="reports/demo", metavar="DIR",
+                        help="report folder (default: reports/demo); index.html is written last")
+    parser.add_argument("--quick", action="store_true",
+                        help="smaller workloads in every section (same code paths); for a fast look")
+    parser.add_argument("--seed", type=int, default=0, help="seed for every randomised picture (default 0)")
+
+
+def run(args) -> int:
+    from cnnscope.app.report import ReportContext, build_report
+    from cnnscope.data.mnist import load_mnist_for_model
+    from cnnscope.nn.checkpoint import load_model
+    from cnnscope.runtime import pick_device
+    from cnnscope.training.loop import ensure_default_model
+
+    started = time.perf_counter()
+    device = pick_device(args.device)
+    model_dir = Path(args.model) if args.model else ensure_default_model(log=print, data=args.data, device=device)
+    model, config = load_model(model_dir, device=device)
+    mnist = load_mnist_for_model(config, args.data)
+    out = Path(args.out).expanduser()
+    print(f"writing report to {out} ...")
+    ctx = ReportContext(model=model, config=config, mnist=mnist, model_dir=model_dir, folder=out,
+                        device=device, seed=args.seed, quick=args.quick)
+    index = build_report(ctx)
+    print(f"report: {index.resolve()}  ({time.perf_counter() - started:.0f} s)")
+    return 0

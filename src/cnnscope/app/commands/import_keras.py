@@ -1,0 +1,53 @@
+"""`cnnscope import-keras`: turn a Keras Sequential CNN (.h5 / .keras) into a cnnscope checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+NAME = "import-keras"
+ORDER = 60
+HELP = "import a Keras Sequential CNN (.h5 or .keras) as a cnnscope model (no TensorFlow needed)"
+DESCRIPTION = (
+    "Read a Keras 2 .h5 or Keras 3 .keras file holding a Sequential CNN of Conv2D, MaxPooling2D, "
+    "Flatten, Dense and Dropout layers and write a cnnscope checkpoint folder that every other "
+    "command can use with --model DIR. Layer names are kept."
+)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("file", metavar="FILE", help="Keras model file written by model.save('cnn.h5') or model.save('cnn.keras')")
+    parser.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write (must be new or empty, unless --force)")
+    parser.add_argument("--normalize", default="none", metavar="MODE",
+                        help="how images in [0, 1] were standardised before the Keras model saw them: none (default), "
+                             "global (MNIST mean 0.1307, std 0.3081), per_image (each image to mean 0, std 1), "
+                             "or MEAN,STD on the [0, 1] scale (pixels 0..255 fed raw: 0,0.00392156862745098)")
+    parser.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
+
+
+def run(args) -> int:
+    from cnnscope.errors import UserError
+    from cnnscope.nn.checkpoint import save_checkpoint
+    from cnnscope.nn.keras_import import import_keras, parse_normalization
+
+    normalization = parse_normalization(args.normalize)
+    out = Path(args.out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the checkpoint")
+    if out.is_dir() and any(out.iterdir()) and not args.force:
+        raise UserError(f"--out {out} already holds files; choose a new folder or pass --force")
+    model, source = import_keras(args.file, normalization)  # everything is checked before anything is written
+
+    created = not out.exists()
+    try:
+        save_checkpoint(model, out, source={"kind": "keras", **source}, normalize=args.normalize)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise UserError(f"cannot write the checkpoint to {out}: {exc.strerror or exc}") from None
+    print(model.summary())
+    print(f"imported {source['file']} ({source['format']}, Keras {source['keras_version']}) -> {out}")
+    if normalization.mode == "none":
+        print("input normalisation: none; if the Keras model saw standardised images, import again with "
+              "--normalize global, per_image or MEAN,STD")
+    return 0

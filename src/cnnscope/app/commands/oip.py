@@ -1,0 +1,321 @@
+"""`cnnscope oip`: optimal input patterns of maps, nodes or logits (a PNG, an evolution strip, a JSON)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+
+NAME = "oip"
+ORDER = 40
+HELP = "find the input pattern (OIP) that drives a map, node or logit to its maximum"
+DESCRIPTION = (
+    "Gradient ascent on the input image, from random noise on several length scales, to maximise "
+    "the mean activation of maps (--maps), single nodes (--node) or class logits (--logit). "
+    "Writes a picture (labelled tiles: plain viridis + contrast-enhanced), an evolution strip "
+    "and a JSON file with every parameter and each target's loss trajectory."
+)
+
+
+def add_arguments(parser) -> None:
+    add_model_option(parser)
+    add_data_option(parser)
+    add_device_option(parser)
+    what = parser.add_argument_group("what to visualise (default: all maps of --layer)")
+    what.add_argument("--layer", default="Conv2D_3", help="layer of --maps / --node (default Conv2D_3)")
+    what.add_argument("--maps", default=None, metavar="LIST",
+                      help="maps (dense layers: units): 'all', '120', '0-15,56' (default: all)")
+    what.add_argument("--node", action="append", default=None, metavar="MAP[:Y,X]",
+                      help="one node: conv 'MAP:Y,X' (no Y,X: the centre), dense 'UNIT'; repeatable")
+    what.add_argument("--logit", default=None, metavar="LIST",
+                      help="class logits: '4', '1,7' or 'all' ('what a 4 looks like to the network')")
+    ascent = parser.add_argument_group("ascent (defaults: the articles' algorithm)")
+    ascent.add_argument("--steps", type=float, default=600, help="ascent steps (default 600)")
+    ascent.add_argument("--epsilon", type=float, default=0.01, help="step size (default 0.01)")
+    ascent.add_argument("--rule", default="normalized", choices=["normalized", "adam"],
+                        help="step rule: gradient / RMS (articles) or Adam (default normalized)")
+    ascent.add_argument("--scales", default="3,7,14,28", metavar="LIST",
+                        help="noise grid sizes (default 3,7,14,28)")
+    ascent.add_argument("--factors", default=None, metavar="LIST",
+                        help="weight of each noise scale (default 0.5 each)")
+    ascent.add_argument("--restarts", type=float, default=1, help="starts per target, best kept (default 1)")
+    ascent.add_argument("--precursor", type=float, default=0, metavar="K",
+                        help="screen K long-range noise starts per target, run the best (default 0: off)")
+    ascent.add_argument("--precursor-steps", type=float, default=12, help="steps of the precursor screening (default 12)")
+    ascent.add_argument("--early-stop", action="store_true",
+                        help="stop a target after 4 successive relative loss changes below --tolerance")
+    ascent.add_argument("--tolerance", type=float, default=5e-4, help="convergence threshold (default 5e-4)")
+    ascent.add_argument("--jitter", type=float, default=0, help="random roll of up to N pixels per step (default 0)")
+    ascent.add_argument("--blur", type=float, default=0.0, help="Gaussian blur sigma after each step (default 0)")
+    ascent.add_argument("--tv", type=float, default=0.0, help="total-variation penalty weight (default 0)")
+    ascent.add_argument("--start", default=None, metavar="FILE|test:N",
+                        help="start from a picture file or a test image instead of noise")
+    ascent.add_argument("--size", type=float, default=None,
+                        help="image size for conv layers (default: the model's, 28)")
+    ascent.add_argument("--seed", type=float, default=0, help="seed of the noise (default 0)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--evaluate", action="store_true",
+                        help="also measure each target's maximum over the 10000 test images (dataset max)")
+    output.add_argument("--out", default=None, metavar="PATH",
+                        help="PNG file or folder (default: oip_<layer>.png); the JSON and strip go next to it")
+    output.add_argument("--strip", default=None, metavar="TARGET",
+                        help="target for the evolution strip, e.g. 120 (default: the strongest)")
+    output.add_argument("--gif", action="store_true", help="also write an animated GIF of the evolution")
+    output.add_argument("--columns", type=float, default=None, help="tiles per row (default 8)")
+    output.add_argument("--chunk", type=float, default=512, help="images per batch (default 512)")
+    output.add_argument("--threads", type=float, default=None,
+                        help="CPU threads for torch (default: 1 on machines with <= 2 cores, else torch's choice)")
+    output.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+# ---- parsing -----------------------------------------------------------------------------------
+def _whole(what: str, value, low: int | None = None) -> int:
+    from cnnscope.errors import UserError
+
+    if value is None or isinstance(value, bool):
+        raise UserError(f"{what} must be a whole number, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number) or not number.is_integer():
+        raise UserError(f"{what} must be a whole number, got {value!r}")
+    if low is not None and number < low:
+        raise UserError(f"{what} must be >= {low}, got {value!r}")
+    return int(number)
+
+
+def _finite(what: str, value: float) -> float:
+    from cnnscope.errors import UserError
+
+    if math.isnan(value) or math.isinf(value):
+        raise UserError(f"{what} must be a finite number, got {value!r}")
+    return value
+
+
+def parse_list(text: str, what: str, count: int) -> list[int] | None:
+    """'all' -> None; '3', '0-15,56' -> numbers (checked against 0..count-1)."""
+    from cnnscope.errors import UserError
+
+    text = (text or "").strip()
+    if text.lower() == "all":
+        return None
+    numbers: list[int] = []
+    for item in text.split(","):
+        item = item.strip()
+        low, dash, high = item.partition("-")
+        try:
+            if dash and low:
+                first, last = int(low), int(high)
+                if last < first:
+                    raise UserError(f"{what} range {item!r} runs backwards")
+                numbers.extend(range(first, last + 1))
+            else:
+                numbers.append(int(item))
+        except ValueError:
+            raise UserError(f"{what} {item!r} is not a number or range; expected e.g. '120', '0-15,56' or 'all'") from None
+    for number in numbers:
+        if not 0 <= number < count:
+            raise UserError(f"{what} {number} out of range: valid {what}s are 0..{count - 1}")
+    return list(dict.fromkeys(numbers))
+
+
+def parse_numbers(text: str, what: str, kind=float) -> list:
+    from cnnscope.errors import UserError
+
+    values = []
+    for item in (text or "").split(","):
+        try:
+            value = kind(item.strip())
+        except ValueError:
+            raise UserError(f"{what} {item.strip()!r} is not a {'whole ' if kind is int else ''}number; "
+                            f"give a comma-separated list like 3,7,14,28") from None
+        if kind is float:
+            _finite(what, value)
+        values.append(value)
+    return values
+
+
+def parse_node(text: str, layer: str, model):
+    from cnnscope.errors import UserError
+    from cnnscope.optvis import objectives as O
+
+    map_text, _, where = text.partition(":")
+    unit = _whole("node map", _number(map_text, "node map"))
+    if not where:
+        return O.node(layer, unit)
+    y_text, comma, x_text = where.partition(",")
+    if not comma:
+        raise UserError(f"node {text!r} must look like MAP:Y,X (e.g. 120:1,1) or MAP")
+    return O.node(layer, unit, _whole("node y", _number(y_text, "node y")), _whole("node x", _number(x_text, "node x")))
+
+
+def _number(text: str, what: str) -> float:
+    from cnnscope.errors import UserError
+
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{what} {text!r} is not a number") from None
+
+
+def build_targets(args, model) -> tuple[list, str]:
+    """The objectives asked for and a short name for the output file."""
+    from cnnscope.errors import UserError
+    from cnnscope.optvis import objectives as O
+    from cnnscope.optvis.oip import logit_objectives, map_objectives
+
+    chosen = [flag for flag, value in (("--maps", args.maps), ("--node", args.node), ("--logit", args.logit)) if value]
+    if len(chosen) > 1:
+        raise UserError(f"choose one of --maps, --node, --logit (got {' and '.join(chosen)})")
+    if args.logit:
+        classes = parse_list(args.logit, "logit", model.num_classes)
+        return logit_objectives(model, classes), "logits"
+    model.check_layer(args.layer)
+    if args.node:
+        targets = [parse_node(text, args.layer, model) for text in args.node]
+        for target in targets:
+            O.validate(target, model)
+        return targets, f"{args.layer}_nodes"
+    count = model.output_shape(args.layer)[0]
+    maps = parse_list(args.maps or "all", "map" if model.is_spatial(args.layer) else "unit", count)
+    return map_objectives(model, args.layer, maps), args.layer
+
+
+def output_paths(out: str | None, stem: str) -> dict[str, Path]:
+    from cnnscope.errors import UserError
+
+    default_name = f"oip_{stem}.png"
+    if out is None:
+        main = Path(default_name)
+    else:
+        path = Path(out).expanduser()
+        if path.is_dir() or out.endswith(("/", "\\")):
+            main = path / default_name
+        elif path.suffix.lower() == ".png":
+            main = path
+        else:
+            raise UserError(f"--out {out!r} must be a .png file or an existing folder")
+    return {"png": main, "strip": main.with_name(main.stem + "_evolution.png"),
+            "gif": main.with_suffix(".gif"), "json": main.with_suffix(".json")}
+
+
+def settings_from(args):
+    from cnnscope.optvis.ascent import AscentSettings
+
+    return AscentSettings(
+        steps=_whole("steps", args.steps, 1), epsilon=args.epsilon, rule=args.rule,
+        jitter=_whole("jitter", args.jitter, 0), blur=args.blur, tv_weight=args.tv,
+        early_stop=bool(args.early_stop), tolerance=args.tolerance, seed=_whole("seed", args.seed),
+    ).check()
+
+
+def load_start(args, model, mnist):
+    from cnnscope.errors import UserError
+    from cnnscope.optvis.starts import from_dataset, from_file
+
+    if args.start is None:
+        return None
+    text = args.start
+    if text.startswith(("test:", "train:")):
+        which, _, index = text.partition(":")
+        return from_dataset(mnist, _whole(f"{which} image index", _number(index, f"{which} image index")), which)
+    if not Path(text).expanduser().exists():
+        raise UserError(f"start image {text} not found (give a picture file or test:INDEX)")
+    size = model.spec.image_size if args.size is None else _whole("size", args.size, 1)
+    return from_file(Path(text).expanduser(), size)
+
+
+# ---- running -----------------------------------------------------------------------------------
+def run(args) -> int:
+    import torch
+
+    from cnnscope.data.mnist import load_mnist, to_tensor
+    from cnnscope.files import save_image, write_json
+    from cnnscope.nn.checkpoint import load_model
+    from cnnscope.optvis.oip import (
+        evaluate,
+        evolution_gif_frames,
+        evolution_strip,
+        find_oips,
+        quality,
+        run_to_json,
+        zoo_picture,
+    )
+    from cnnscope.optvis.starts import DEFAULT_FACTORS
+    from cnnscope.runtime import pick_device
+    from cnnscope.training.loop import thread_count
+
+    # everything is checked before any work and before any file is written
+    settings = settings_from(args)
+    scales = parse_numbers(args.scales, "noise scale", int)
+    factors = parse_numbers(args.factors, "noise factor") if args.factors else list(DEFAULT_FACTORS[:1]) * len(scales)
+    restarts = _whole("restarts", args.restarts, 1)
+    precursor = _whole("precursor", args.precursor, 0)
+    precursor_steps = _whole("precursor steps", args.precursor_steps, 1)
+    chunk = _whole("chunk", args.chunk, 1)
+    columns = _whole("columns", args.columns, 1) if args.columns is not None else None
+    threads = _whole("threads", args.threads, 1) if args.threads is not None else None
+    device = pick_device(args.device)
+    model, _ = load_model(args.model, device=device)
+    targets, stem = build_targets(args, model)
+    paths = output_paths(args.out, stem)
+    mnist = load_mnist(args.data) if (args.evaluate or (args.start or "").startswith(("test:", "train:"))) else None
+    start = load_start(args, model, mnist)
+    size = None if args.size is None else _whole("size", args.size, 1)
+    strip_index = _strip_choice(args.strip, targets)
+
+    with thread_count(threads):
+        result = find_oips(model, targets, settings, scales=scales, factors=factors, restarts=restarts,
+                           precursor=precursor, precursor_steps=precursor_steps, seed=settings.seed, size=size,
+                           start=start, chunk_size=chunk, device=device, progress=not args.quiet)
+        if args.evaluate:
+            evaluate(result, model, to_tensor(mnist.test_x), device=device)
+
+    scale = 8 if len(targets) <= 4 else 3
+    picture = zoo_picture(result, columns=columns or min(8, len(targets)), scale=scale)
+    if strip_index is None:
+        score = torch.where(result.reacted, result.final, torch.full_like(result.final, -float("inf")))
+        strip_index = int(score.argmax())
+    save_image(paths["png"], picture)
+    save_image(paths["strip"], evolution_strip(result, strip_index))
+    files = {"picture": str(paths["png"]), "evolution": str(paths["strip"])}
+    if args.gif:
+        from cnnscope.optvis.ascent import save_gif
+
+        save_gif(paths["gif"], evolution_gif_frames(result, strip_index), duration_ms=400)
+        files["gif"] = str(paths["gif"])
+    body = run_to_json(result, model)
+    body["model"] = str(args.model or "default")
+    body["evolution_target"] = result.objectives[strip_index].name
+    body["files"] = files
+    write_json(paths["json"], body)
+
+    if len(targets) <= 16:
+        for i, objective in enumerate(result.objectives):
+            line = f"{objective.name:>16}  final {float(result.final[i]):10.4g}  "
+            line += f"{'reacted' if result.reacted[i] else 'NO REACTION'}  steps {int(result.steps_used[i])}"
+            if result.dataset_max is not None:
+                line += f"  dataset max {float(result.dataset_max[i]):.4g}"
+            print(line)
+    figures = quality(result)
+    summary = f"reacted {figures['reacted']}/{figures['targets']}"
+    if "live" in figures:
+        summary += (f"; live {figures['live']}, live with OIP {figures['live_with_oip']}, "
+                    f"beating the dataset max {figures['beats_dataset_max']}")
+    print(summary)
+    print(f"wrote {paths['png']}, {paths['strip']}, {paths['json']}")
+    if not figures["reacted"] and precursor == 0 and start is None:
+        print("hint: no target reacted; try --precursor 32 --restarts 2")
+    return 0
+
+
+def _strip_choice(text: str | None, targets) -> int | None:
+    from cnnscope.errors import UserError
+
+    if text is None:
+        return None
+    names = [t.name for t in targets]
+    for i, target in enumerate(targets):
+        short = str(target.targets[0].map) if target.targets else None
+        if text in (target.name, short):
+            return i
+    raise UserError(f"--strip {text!r} is not one of the targets ({', '.join(names[:8])}{', ...' if len(names) > 8 else ''})")

@@ -1,0 +1,1 @@
+"""Inputs: MNIST from verified sources, digit images from files, photos for dreams."""

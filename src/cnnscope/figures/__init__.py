@@ -1,0 +1,1 @@
+"""Results to pictures: pure functions returning RGB arrays or matplotlib figures."""

@@ -1,0 +1,100 @@
+"""Checkpoints: `model.safetensors` (weights) + `config.json` (spec, data split, recipe, metrics).
+
+No pickles: weights are safetensors, everything else is JSON. Both files are written
+atomically, config last, so a folder with a config always has matching weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from cnnscope.errors import CheckpointError
+from cnnscope.files import atomic_path, write_json
+from cnnscope.nn.model import CNN, ModelSpec
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+FORMAT = "cnnscope-checkpoint/1"
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+
+    from cnnscope import __version__
+
+    return {
+        "cnnscope": __version__,
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def save_checkpoint(model: CNN, directory: str | os.PathLike, **config) -> Path:
+    """Write the model's weights and a config (spec + anything in `config`) to `directory`."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+    body = {"format": FORMAT, "spec": model.spec.to_dict(), **config, "versions": library_versions()}
+    write_json(directory / CONFIG, body)
+    return directory
+
+
+def read_config(directory: str | os.PathLike) -> dict:
+    directory = Path(directory)
+    path = directory / CONFIG if directory.is_dir() else directory
+    if not path.exists():
+        raise CheckpointError(f"no checkpoint at {directory} (expected {CONFIG} and {WEIGHTS})")
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a readable cnnscope config: {exc}") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a cnnscope checkpoint (format {FORMAT!r} missing)")
+    return config
+
+
+def load_checkpoint(directory: str | os.PathLike, device: torch.device | str = "cpu") -> tuple[CNN, dict]:
+    """Load a checkpoint folder into a model in eval mode; returns (model, config)."""
+    directory = Path(directory)
+    if directory.is_file():
+        directory = directory.parent
+    config = read_config(directory)
+    model = CNN(ModelSpec.from_dict(config["spec"]))
+    weights = directory / WEIGHTS
+    if not weights.exists():
+        raise CheckpointError(f"checkpoint {directory} has no {WEIGHTS}")
+    try:
+        state = load_file(str(weights))
+        model.load_state_dict(state, strict=True)
+    except (SafetensorError, RuntimeError, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"checkpoint weights {weights} are corrupt or do not match the spec: {first}") from None
+    model.to(device).eval()
+    model.config = config  # type: ignore[attr-defined]
+    return model, config
+
+
+def default_model_dir() -> Path:
+    """Where `cnnscope train` and `cnnscope demo` keep the default model."""
+    from cnnscope.data.mnist import cnnscope_home
+
+    return cnnscope_home() / "models" / "default"
+
+
+def load_model(path: str | os.PathLike | None = None, device: torch.device | str = "cpu") -> tuple[CNN, dict]:
+    """Load the checkpoint at `path`, or the default model; a clear error if there is none."""
+    if path is None:
+        path = default_model_dir()
+        if not (Path(path) / CONFIG).exists():
+            raise CheckpointError(f"no trained model at {path}; run `cnnscope train` (or `make demo`) first, or pass --model DIR")
+    return load_checkpoint(path, device)

@@ -1,0 +1,343 @@
+"""The seed CNN: a spec of named layers, built into a plain `nn.Module`.
+
+The network takes raw images in [0, 1] (shape N x C x H x W); its first module applies
+the input normalisation stored with the model. The last dense layer returns logits;
+`probabilities()` applies the softmax that the articles' Keras model had in its last layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnscope.errors import UserError, check_choice
+
+CONV_ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "linear")
+DENSE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "linear")
+LAYER_KINDS = ("conv", "pool", "flatten", "dense", "dropout")
+NORMALIZATIONS = ("none", "global", "per_image")
+
+
+def apply_activation(name: str, x: torch.Tensor) -> torch.Tensor:
+    if name == "relu":
+        return F.relu(x)
+    if name == "sigmoid":
+        return torch.sigmoid(x)
+    if name == "elu":
+        return F.elu(x)
+    if name == "tanh":
+        return torch.tanh(x)
+    if name in ("linear", "softmax"):  # softmax is applied by probabilities(); layers emit logits
+        return x
+    raise UserError(f"unknown activation {name!r}; allowed: {', '.join(DENSE_ACTIVATIONS + ('elu',))}")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One named layer. `size` is filters (conv) or units (dense); `kernel` is conv/pool size."""
+
+    kind: str
+    name: str
+    size: int = 0
+    kernel: tuple[int, int] = (0, 0)
+    activation: str = "linear"
+    padding: str = "valid"
+    rate: float = 0.0  # dropout rate
+
+    def __post_init__(self):
+        check_choice("layer kind", self.kind, LAYER_KINDS)
+        object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
+        if self.kind == "conv":
+            check_choice(f"activation of {self.name}", self.activation, CONV_ACTIVATIONS)
+        if self.kind in ("conv", "pool"):
+            check_choice(f"padding of {self.name}", self.padding, ("valid", "same"))
+        if self.kind == "dense":
+            check_choice(f"activation of {self.name}", self.activation, DENSE_ACTIVATIONS)
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How raw [0, 1] images are standardised inside the model.
+
+    `global`: (x - mean) / std with the training split's mean and std;
+    `per_image`: each image to mean 0, std 1 (TensorFlow's per_image_standardization);
+    `none`: unchanged.
+    """
+
+    mode: str = "global"
+    mean: float = 0.0
+    std: float = 1.0
+
+    def __post_init__(self):
+        check_choice("normalisation", self.mode, NORMALIZATIONS)
+        if self.mode == "global" and not self.std > 0:
+            raise UserError(f"normalisation std must be > 0, got {self.std}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    layers: tuple[LayerSpec, ...]
+    in_channels: int = 1
+    image_size: int = 28
+    normalization: Normalization = field(default_factory=Normalization)
+
+    @classmethod
+    def from_lists(
+        cls,
+        conv: Sequence[tuple[int, tuple[int, int], str]] = ((32, (3, 3), "relu"), (64, (3, 3), "relu"), (128, (3, 3), "relu")),
+        pools: Sequence[tuple[int, int]] = ((2, 2), (2, 2)),
+        dense: Sequence[tuple[int, str]] = ((100, "relu"), (10, "softmax")),
+        normalization: Normalization | None = None,
+    ) -> ModelSpec:
+        """The articles' way: lists of conv layers, pools between them, dense layers after."""
+        if len(pools) != len(conv) - 1:
+            raise UserError(f"need one pool fewer than conv layers, got {len(conv)} conv and {len(pools)} pools")
+        layers: list[LayerSpec] = []
+        for i, (filters, kernel, act) in enumerate(conv):
+            layers.append(LayerSpec("conv", f"Conv2D_{i + 1}", filters, tuple(kernel), act))
+            if i < len(pools):
+                layers.append(LayerSpec("pool", f"Max_Pool_{i + 1}", kernel=tuple(pools[i])))
+        layers.append(LayerSpec("flatten", "Flatten"))
+        for i, (units, act) in enumerate(dense):
+            layers.append(LayerSpec("dense", f"Dense_{i + 1}", units, activation=act))
+        return cls(tuple(layers), normalization=normalization or Normalization())
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ModelSpec:
+        try:
+            layers = tuple(LayerSpec(**{**layer, "kernel": tuple(layer.get("kernel", (0, 0)))}) for layer in data["layers"])
+            return cls(
+                layers=layers,
+                in_channels=int(data.get("in_channels", 1)),
+                image_size=int(data.get("image_size", 28)),
+                normalization=Normalization(**data.get("normalization", {})),
+            )
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"model spec is malformed: {exc}") from None
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [layer.name for layer in self.layers]
+
+
+def default_spec(mean: float = 0.1307, std: float = 0.3081) -> ModelSpec:
+    """The articles' network with global standardisation by the given mean and std."""
+    return ModelSpec.from_lists(normalization=Normalization("global", mean, std))
+
+
+class Normalize(nn.Module):
+    def __init__(self, normalization: Normalization):
+        super().__init__()
+        self.mode = normalization.mode
+        self.mean = float(normalization.mean)
+        self.std = float(normalization.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "global":
+            return (x - self.mean) / self.std
+        if self.mode == "per_image":
+            return per_image_standardize(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode}, mean={self.mean:.4f}, std={self.std:.4f}"
+
+
+def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
+    """(x - mean) / max(std, 1/sqrt(N)) per image, as TensorFlow's per_image_standardization."""
+    flat = x.reshape(x.shape[0], -1)
+    n = flat.shape[1]
+    mean = flat.mean(dim=1, keepdim=True)
+    std = flat.std(dim=1, unbiased=False, keepdim=True).clamp_min(1.0 / n**0.5)
+    return ((flat - mean) / std).reshape(x.shape)
+
+
+class SameMaxPool2d(nn.MaxPool2d):
+    """Max pooling with Keras's `padding="same"`: output ceil(size / pool), padded cells never win."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for size, pool in ((x.shape[-1], self.kernel_size[1]), (x.shape[-2], self.kernel_size[0])):
+            total = -(-size // pool) * pool - size
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads, value=float("-inf")))
+
+
+class Conv2DLayer(nn.Conv2d):
+    def __init__(self, in_channels: int, spec: LayerSpec):
+        super().__init__(in_channels, spec.size, spec.kernel, padding=spec.padding)
+        self.activation = spec.activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return apply_activation(self.activation, super().forward(x))
+
+
+class DenseLayer(nn.Linear):
+    def __init__(self, in_features: int, spec: LayerSpec):
+        super().__init__(in_features, spec.size)
+        self.activation = spec.activation
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return apply_activation(self.activation, super().forward(x))
+
+
+class CNN(nn.Module):
+    """A sequential CNN whose layers carry the spec's names (`model.body.Conv2D_1`)."""
+
+    def __init__(self, spec: ModelSpec | None = None):
+        super().__init__()
+        self.spec = spec or default_spec()
+        self.normalize = Normalize(self.spec.normalization)
+        self.body = nn.Sequential()
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        channels, height, width = self.spec.in_channels, self.spec.image_size, self.spec.image_size
+        features = None
+        for layer in self.spec.layers:
+            if layer.name in self._shapes or layer.name in ("normalize",):
+                raise UserError(f"duplicate layer name {layer.name!r}")
+            if layer.kind == "conv":
+                if features is not None:
+                    raise UserError(f"conv layer {layer.name!r} after Flatten is not supported")
+                module = Conv2DLayer(channels, layer)
+                channels = layer.size
+                if layer.padding == "valid":
+                    height, width = height - layer.kernel[0] + 1, width - layer.kernel[1] + 1
+            elif layer.kind == "pool":
+                if layer.padding == "same":
+                    module = SameMaxPool2d(layer.kernel)
+                    height, width = -(-height // layer.kernel[0]), -(-width // layer.kernel[1])
+                else:
+                    module = nn.MaxPool2d(layer.kernel)
+                    height, width = height // layer.kernel[0], width // layer.kernel[1]
+            elif layer.kind == "flatten":
+                module = nn.Flatten()
+                features = channels * height * width
+            elif layer.kind == "dropout":
+                module = nn.Dropout(layer.rate)
+            else:  # dense
+                if features is None:
+                    raise UserError(f"dense layer {layer.name!r} needs a Flatten layer before it")
+                module = DenseLayer(features, layer)
+                features = layer.size
+            if min(height, width) < 1:
+                raise UserError(f"layer {layer.name!r} leaves no pixels for {self.spec.image_size}x{self.spec.image_size} input")
+            self.body.add_module(layer.name, module)
+            self._shapes[layer.name] = (features,) if features is not None else (channels, height, width)
+
+    # ---- structure -------------------------------------------------------------------
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._shapes)
+
+    def layer_spec(self, name: str) -> LayerSpec:
+        self.check_layer(name)
+        return self.spec.layers[self.layer_names.index(name)]
+
+    def check_layer(self, name: str) -> str:
+        if name not in self._shapes:
+            raise UserError(f"unknown layer {name!r}; valid layers: {', '.join(self.layer_names)}")
+        return name
+
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one image's output at layer `name` (C, H, W) or (units,)."""
+        return self._shapes[self.check_layer(name)]
+
+    def is_spatial(self, name: str) -> bool:
+        return len(self.output_shape(name)) == 3
+
+    @property
+    def num_classes(self) -> int:
+        return self.output_shape(self.layer_names[-1])[0]
+
+    # ---- running ---------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw images in [0, 1] -> logits of the last layer."""
+        return self.body(self.normalize(x))
+
+    def probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """Softmax of the last layer's logits; a sigmoid last layer's outputs are used as they are."""
+        return self.output_probabilities(self(x))
+
+    def output_probabilities(self, output: torch.Tensor) -> torch.Tensor:
+        """Class probabilities from an already computed last-layer output (classes in the last dim)."""
+        if self.spec.layers[-1].activation == "sigmoid":
+            return output
+        return torch.softmax(output, dim=-1)
+
+    def prefix(self, name: str, normalize: bool = True) -> nn.Sequential:
+        """The network up to and including layer `name` (conv prefixes accept any image size).
+
+        With `normalize=False` the prefix starts after the input normalisation, for work in
+        the network's own (standardised) input space, as the articles' OIPs do.
+        """
+        stop = self.layer_names.index(self.check_layer(name)) + 1
+        modules = list(self.body.named_children())[:stop]
+        prefix = nn.Sequential()
+        if normalize:
+            prefix.add_module("normalize", self.normalize)
+        for child_name, module in modules:
+            prefix.add_module(child_name, module)
+        return prefix
+
+    def activations(
+        self, x: torch.Tensor, layers: Iterable[str], normalize: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """Outputs of the named layers in one pass, stopping at the deepest one asked for."""
+        wanted = [self.check_layer(name) for name in layers]
+        if not wanted:
+            return {}
+        deepest = max(self.layer_names.index(name) for name in wanted)
+        out: dict[str, torch.Tensor] = {}
+        h = self.normalize(x) if normalize else x
+        for index, (name, module) in enumerate(self.body.named_children()):
+            if index > deepest:
+                break
+            h = module(h)
+            if name in wanted:
+                out[name] = h
+        return {name: out[name] for name in wanted}
+
+    # ---- description -----------------------------------------------------------------
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def summary(self) -> str:
+        """A Keras-like table: layer (type), output shape, parameters."""
+        rows = [("Layer (type)", "Output Shape", "Param #")]
+        for layer, (name, module) in zip(self.spec.layers, self.body.named_children(), strict=True):
+            shape = "(None, " + ", ".join(str(s) for s in _keras_order(self.output_shape(name))) + ")"
+            params = sum(p.numel() for p in module.parameters())
+            kind = {"conv": "Conv2D", "pool": "MaxPooling2D", "flatten": "Flatten", "dense": "Dense", "dropout": "Dropout"}[layer.kind]
+            rows.append((f"{name} ({kind})", shape, f"{params:,}"))
+        widths = [max(len(r[i]) for r in rows) + 3 for i in range(3)]
+        line = "=" * sum(widths)
+        text = [_fmt(rows[0], widths), line]
+        text += [_fmt(r, widths) for r in rows[1:]]
+        norm = self.spec.normalization
+        text += [line, f"Total params: {self.parameter_count():,}"]
+        detail = f" (mean {norm.mean:.4f}, std {norm.std:.4f})" if norm.mode == "global" else ""
+        text.append(f"Input: {self.spec.in_channels}x{self.spec.image_size}x{self.spec.image_size} raw pixels in [0, 1]; normalisation: {norm.mode}{detail}")
+        return "\n".join(text)
+
+
+def _keras_order(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (shape[1], shape[2], shape[0]) if len(shape) == 3 else shape
+
+
+def _fmt(row, widths) -> str:
+    return "".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+
+
+def activations(model: CNN, images: torch.Tensor, layers: Iterable[str] | str) -> dict[str, torch.Tensor]:
+    """The named layers' outputs for a batch of raw images, in one forward pass (no grad)."""
+    if isinstance(layers, str):
+        layers = [layers]
+    with torch.no_grad():
+        return model.activations(images, layers)

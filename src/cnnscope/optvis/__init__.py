@@ -1,0 +1,1 @@
+"""Optimisation-based visualisation: the gradient-ascent engine and its pieces, OIPs, dreams."""

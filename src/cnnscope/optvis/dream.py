@@ -1,0 +1,621 @@
+"""DeepDream with the MNIST network, on the one gradient-ascent engine (`cnnscope.optvis.ascent`).
+
+Three ways to let an objective (a map, several maps, a layer, a weighted mix of layers)
+"dream" on the luminance of a photo; the photo's colours are put back afterwards
+(`Photo.compose`). All three carry the detail the network cannot see in the same way: only
+the *change* the ascent makes is resized, and it is added to the full-resolution photo. So
+with zero steps every mode gives back the photo bit for bit.
+
+`downscale` (the articles' single-map dream, part I of the DeepDream series):
+    repeat `rounds` times (default 4):
+        s = bicubic, antialiased downscale of the image to 28 x 28
+        x = per-image standardisation of s            (the network saw standardised digits)
+        x' = ascend(x, `steps` steps, default 40)       (the articles' OIP step rule)
+        image += upscale(x' - x) * std(s)              = upscale(dreamed) + the lost detail
+    finish with the articles' adjustment of the value distribution: standardise the image and
+    give it the standard deviation `width` (default 0.25 of the grey range) around mid-grey.
+    The articles re-add the detail lost by the first downscale (photo - up(down(photo))); for
+    the first round that is the same image, for later rounds ours keeps the earlier rounds'
+    changes sharp instead of passing them through another down-up blur.
+
+`octaves` (the DeepDream notebook / Keras example): the image at `octaves` sizes, each
+    `octave_scale` times the next smaller, the finest with one network pixel per `px` photo
+    pixels. At each size, from the smallest: start = photo at this size + the change so far
+    (upscaled), ascend `steps` steps with gradient normalisation and random roll jitter,
+    keep the change. The conv layers run on the whole image at each size.
+
+`native`: the photo at full resolution (one network pixel per photo pixel), `rounds`
+    times `steps` steps; optionally cut into `tile` x `tile` tiles (a multiple of 28) on a
+    grid shifted by a random offset each round, so tile borders never stay in one place.
+    Photos above `MAX_BATCH_PIXELS` are always tiled, to bound memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnscope.data.photos import Photo
+from cnnscope.errors import UserError, check_choice, check_positive
+from cnnscope.optvis.ascent import AscentSettings, Callback, ProgressBar, ascend
+from cnnscope.optvis.objectives import Objective, evaluate, parse_map, resolve_layer, validate
+
+MODES = ("downscale", "octaves", "native")
+NETWORK_SIZE = 28  # the MNIST network's own input size
+MAX_BATCH_PIXELS = 1024 * 1024  # pixels per ascent call (native tiles are batched up to this): ~0.5-0.75 GB peak
+MAX_OCTAVE_PIXELS = 2_500_000  # the finest octave may not be larger (use a larger --px)
+DEFAULT_MAP = "Conv2D_3:56"  # the articles' map
+
+# Per-mode defaults; `None` fields of DreamSettings take these.
+MODE_DEFAULTS: dict[str, dict[str, float | int]] = {
+    "downscale": {"steps": 40, "rounds": 4, "epsilon": 0.01, "jitter": 0, "width": 0.25},
+    "octaves": {"steps": 20, "rounds": 1, "epsilon": 0.05, "jitter": 4, "width": 0.0},
+    "native": {"steps": 10, "rounds": 4, "epsilon": 0.05, "jitter": 4, "width": 0.0},
+}
+
+
+@dataclass
+class DreamSettings:
+    """The knobs of a dream. Fields left at None take the mode's default (`MODE_DEFAULTS`)."""
+
+    mode: str = "downscale"
+    steps: int | None = None  # ascent steps per round / octave (0: no ascent, for checks)
+    rounds: int | None = None  # downscale and native: how often to repeat
+    epsilon: float | None = None  # step size of the normalised-gradient rule
+    jitter: int | None = None  # random roll (network pixels) each step, undone afterwards
+    width: float | None = None  # final value distribution: std around 0.5; 0 = keep values
+    octaves: int = 3
+    octave_scale: float = 1.4
+    px: float = 4.0  # octaves: photo pixels per network pixel at the finest octave
+    tile: int = 0  # native: tile side (multiple of 28); 0 = whole photo (tiled above the limit)
+    seed: int = 0
+
+    def resolved(self) -> DreamSettings:
+        """A copy with the mode's defaults filled in, checked (UserError on bad values)."""
+        check_choice("dream mode", self.mode, MODES)
+        defaults = MODE_DEFAULTS[self.mode]
+        filled = replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
+        return filled.check()
+
+    def check(self) -> DreamSettings:
+        _whole("steps", self.steps, minimum=0)
+        _whole("rounds", self.rounds, minimum=1)
+        check_positive("epsilon", self.epsilon)
+        _whole("jitter", self.jitter, minimum=0)
+        check_positive("width", self.width, allow_zero=True)
+        _whole("octaves", self.octaves, minimum=1)
+        check_positive("octave scale", self.octave_scale)
+        if not float(self.octave_scale) > 1.0:
+            raise UserError(f"octave scale must be > 1 (each octave larger than the last), got {self.octave_scale!r}")
+        check_positive("px", self.px)
+        if float(self.px) < 1.0:
+            raise UserError(f"px (photo pixels per network pixel) must be >= 1, got {self.px!r}")
+        _whole("tile", self.tile, minimum=0)
+        if self.tile and self.tile % NETWORK_SIZE:
+            raise UserError(f"tile must be a multiple of {NETWORK_SIZE} pixels (or 0 for none), got {self.tile}")
+        _whole("seed", self.seed, minimum=0)
+        return self
+
+
+def _whole(what: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
+        raise UserError(f"{what} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)
+
+
+@dataclass
+class Stage:
+    """One round or octave: its size, and the objective's value before and after the ascent."""
+
+    name: str
+    size: tuple[int, int]  # (height, width) the network saw
+    steps: int
+    value_start: float
+    value_end: float
+    seconds: float
+    tiles: int = 1
+
+
+@dataclass
+class DreamResult:
+    luminance: torch.Tensor  # 1 x 1 x H x W in [0, 1]: the dream, after the final adjustment
+    raw: torch.Tensor  # 1 x 1 x H x W: the dream before the adjustment (not clipped)
+    stages: list[Stage]
+    frames: list[torch.Tensor]  # H x W in [0, 1] (adjusted): the photo, then after each stage
+    settings: DreamSettings
+    objective: str
+    seconds: float
+    tile: int = 0  # tile side used by the native mode (0 = whole photo)
+    pattern: torch.Tensor | None = None  # downscale: the last dreamed 28 x 28 image (standardised)
+    blurred: torch.Tensor | None = None  # downscale: that image upscaled to the photo, photo units
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def values(self) -> list[float]:
+        """The objective's value at the start, then after each round / octave."""
+        return [self.stages[0].value_start, *(s.value_end for s in self.stages)] if self.stages else []
+
+    def summary(self) -> dict:
+        """Everything worth a JSON sidecar (no tensors)."""
+        return {
+            "objective": self.objective,
+            "settings": asdict(self.settings),
+            "tile": self.tile,
+            "values": self.values,
+            "stages": [asdict(s) for s in self.stages],
+            "seconds": round(self.seconds, 3),
+            "notes": self.notes,
+        }
+
+
+# ---- small pure helpers ------------------------------------------------------------------
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic, antialiased resize of N x C x H x W to `size`; the same size returns `x` itself."""
+    size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", align_corners=False, antialias=True)
+
+
+def adjust_distribution(image: torch.Tensor, width: float) -> torch.Tensor:
+    """The articles' final step: standardise, give the values std `width` around 0.5, clip to [0, 1].
+
+    `width` 0 only clips. (Their gray-level view: (x - mean) / std * 64 + 128, clipped to 0..255,
+    is width 0.25.)
+    """
+    if width == 0:
+        return image.clamp(0.0, 1.0)
+    std = image.std(unbiased=False)
+    if float(std) < 1e-6:  # a flat image (up to float rounding) stays flat, at mid-grey
+        return torch.full_like(image, 0.5)
+    return ((image - image.mean()) / std * width + 0.5).clamp(0.0, 1.0)
+
+
+def octave_sizes(height: int, width: int, octaves: int, scale: float, px: float) -> list[tuple[int, int]]:
+    """Sizes the network sees, smallest first; the finest has one network pixel per `px` photo pixels."""
+    finest_h, finest_w = height / px, width / px
+    sizes = []
+    for i in reversed(range(octaves)):
+        factor = scale ** i
+        sizes.append((max(1, round(finest_h / factor)), max(1, round(finest_w / factor))))
+    return sizes
+
+
+def tile_layout(height: int, width: int, tile: int, offset: tuple[int, int]
+                ) -> tuple[tuple[int, int, int, int], list[tuple[int, int]]]:
+    """A grid of `tile` x `tile` tiles shifted by `offset` (each in 0..tile-1) that covers the image.
+
+    Returns the padding (top, bottom, left, right) that makes the padded image a whole number of
+    tiles, and each tile's top-left (y, x) in the padded image. Every image pixel lies in
+    exactly one tile.
+    """
+    oy, ox = offset
+    if not (0 <= oy < tile and 0 <= ox < tile):
+        raise ValueError(f"offset {offset} must lie in 0..{tile - 1}")
+    top, left = oy, ox
+    rows, cols = math.ceil((height + top) / tile), math.ceil((width + left) / tile)
+    bottom, right = rows * tile - height - top, cols * tile - width - left
+    origins = [(r * tile, c * tile) for r in range(rows) for c in range(cols)]
+    return (top, bottom, left, right), origins
+
+
+def network_affine(model, luminance: torch.Tensor) -> tuple[float, float]:
+    """(shift, scale) with network input = (raw - shift) / scale, as the model's own normalisation."""
+    norm = model.spec.normalization
+    if norm.mode == "global":
+        return float(norm.mean), float(norm.std)
+    if norm.mode == "per_image":
+        n = luminance.numel()
+        return float(luminance.mean()), max(float(luminance.std(unbiased=False)), 1.0 / math.sqrt(n))
+    return 0.0, 1.0
+
+
+def objective_from_text(maps: Sequence[str] = (), layer: str | None = None, layers: str | None = None) -> Objective:
+    """The CLI's objective options -> one Objective: maps are summed; exactly one kind may be given."""
+    from cnnscope.optvis.objectives import layer as layer_objective
+    from cnnscope.optvis.objectives import parse_layer_mix
+
+    given = sum(bool(x) for x in (list(maps), layer, layers))
+    if given > 1:
+        raise UserError("give one objective: --map (repeatable), --layer or --layers, not several kinds")
+    if layer:
+        return layer_objective(layer)
+    if layers:
+        return parse_layer_mix(layers)
+    return sum((parse_map(text) for text in (list(maps) or [DEFAULT_MAP])), start=0)
+
+
+def check_objective(model, objective: Objective, mode: str) -> None:
+    """Unknown layer / map out of range -> UserError; dense objectives only at 28 x 28 (downscale)."""
+    validate(objective, model)
+    if mode == "downscale":
+        return
+    for name in objective.layers:
+        real = resolve_layer(name, model)
+        if not model.is_spatial(real):
+            raise UserError(f"layer {real} is not a conv/pool layer: it only exists for {NETWORK_SIZE}x{NETWORK_SIZE} "
+                            f"images, so --mode {mode} cannot use it; use --mode downscale or a conv layer "
+                            f"(e.g. --map {DEFAULT_MAP})")
+
+
+def check_sizes(settings: DreamSettings, height: int, width: int) -> list[tuple[int, int]]:
+    """The sizes the network will see in this mode; UserError if they are too small or too large."""
+    if settings.mode == "downscale":
+        return [(NETWORK_SIZE, NETWORK_SIZE)] * int(settings.rounds)
+    if settings.mode == "native":
+        if settings.tile and settings.tile > min(height, width):
+            raise UserError(f"tile {settings.tile} is larger than the photo ({width}x{height}); "
+                            f"use a tile of at most {min(height, width) // NETWORK_SIZE * NETWORK_SIZE} or 0")
+        return [(height, width)] * int(settings.rounds)
+    sizes = octave_sizes(height, width, settings.octaves, settings.octave_scale, settings.px)
+    smallest = sizes[0]
+    if min(smallest) < NETWORK_SIZE:
+        raise UserError(f"the smallest octave would be {smallest[1]}x{smallest[0]} network pixels "
+                        f"({settings.octaves} octaves, scale {settings.octave_scale:g}, px {settings.px:g} on a "
+                        f"{width}x{height} photo); it needs at least {NETWORK_SIZE}x{NETWORK_SIZE}: use fewer "
+                        f"octaves, a smaller --octave-scale or a smaller --px")
+    finest = sizes[-1]
+    if finest[0] * finest[1] > MAX_OCTAVE_PIXELS:
+        raise UserError(f"the finest octave would be {finest[1]}x{finest[0]} network pixels, more than "
+                        f"{MAX_OCTAVE_PIXELS:,}; use a larger --px or --mode native (tiled)")
+    return sizes
+
+
+def auto_tile(height: int, width: int, tile: int) -> int:
+    """The tile side the native mode uses: the requested one, or one that bounds memory."""
+    if tile or height * width <= MAX_BATCH_PIXELS:
+        return int(tile)
+    side = int(math.sqrt(MAX_BATCH_PIXELS)) // NETWORK_SIZE * NETWORK_SIZE
+    return min(side, min(height, width) // NETWORK_SIZE * NETWORK_SIZE)
+
+
+# ---- the dream -----------------------------------------------------------------------------
+def dream(
+    model,
+    photo: Photo | torch.Tensor,
+    objective: Objective,
+    settings: DreamSettings | None = None,
+    progress: bool = False,
+    callbacks: Sequence[Callback] = (),
+    on_stage: Callable[[Stage], None] | None = None,
+    threads: int | None = 1,
+) -> DreamResult:
+    """Let `objective` dream on a photo's luminance; returns the new luminance and its history.
+
+    `photo` is a `Photo` or a luminance tensor (1 x 1 x H x W or H x W, values in [0, 1]).
+    The photo's colours are not touched here: `photo.compose(result.luminance)` adds them.
+    `threads`: torch CPU threads during the dream (restored afterwards); None leaves torch's
+    setting. The default 1 is deliberate: a dream's images are small (28 x 28 up to a few
+    hundred pixels) and gain little from intra-op threads, while on a busy machine more
+    threads are slower (benchmarks/dream_speed.py on 2 shared cores: 1.1-1.3x with the
+    package's OMP_WAIT_POLICY=PASSIVE, 4-70x without it).
+    """
+    started = time.perf_counter()
+    settings = (settings or DreamSettings()).resolved()
+    luminance = photo.luminance if isinstance(photo, Photo) else photo
+    if luminance.dim() == 2:
+        luminance = luminance[None, None]
+    if luminance.dim() != 4 or luminance.shape[:2] != (1, 1):
+        raise UserError(f"a photo's luminance must be 1 x 1 x H x W, got shape {tuple(luminance.shape)}")
+    height, width = int(luminance.shape[-2]), int(luminance.shape[-1])
+    check_objective(model, objective, settings.mode)
+    sizes = check_sizes(settings, height, width)
+    device = next(model.parameters()).device
+    original = luminance.detach().to(device=device, dtype=torch.float32)
+    run = _Runner(model, objective, settings, progress, callbacks, on_stage)
+    with torch_threads(threads if device.type == "cpu" else None):
+        return _dream(run, original, sizes, started)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Run the block with `count` torch CPU threads (None: unchanged), then restore the setting."""
+    before = torch.get_num_threads()
+    if count is None or count == before:
+        yield
+        return
+    if count < 1:
+        raise UserError(f"threads must be >= 1, got {count}")
+    torch.set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _dream(run: _Runner, original: torch.Tensor, sizes: list[tuple[int, int]], started: float) -> DreamResult:
+    model, objective, settings = run.model, run.objective, run.settings
+    height, width = int(original.shape[-2]), int(original.shape[-1])
+
+    frames = [adjust_distribution(original, settings.width)[0, 0].cpu()]
+    stages: list[Stage] = []
+    notes: list[str] = []
+
+    def finish_stage(stage: Stage, image: torch.Tensor) -> None:
+        stages.append(stage)
+        frames.append(adjust_distribution(image, settings.width)[0, 0].cpu())
+        if run.on_stage is not None:
+            run.on_stage(stage)
+
+    pattern = blurred = None
+    tile = 0
+    if settings.mode == "downscale":
+        image = original
+        for index, size in enumerate(sizes):
+            clock = time.perf_counter()
+            small = resize(image, size)
+            mean = small.mean()
+            std = small.std(unbiased=False).clamp_min(1.0 / math.sqrt(small.numel()))
+            x = (small - mean) / std
+            dreamed, v0, v1 = run.ascend(x, f"round {index + 1}/{len(sizes)}", seed=settings.seed + index)
+            image = image + resize((dreamed - x) * std, (height, width))
+            pattern = dreamed
+            finish_stage(Stage(f"round {index + 1}", size, settings.steps, v0, v1, time.perf_counter() - clock), image)
+        blurred = resize(pattern * std + mean, (height, width))[0, 0].cpu()
+        pattern = pattern[0, 0].cpu()
+        raw = image
+    else:
+        shift, scale = network_affine(model, original)
+        base = (original - shift) / scale
+        change = torch.zeros_like(base)
+        if settings.mode == "octaves":
+            for index, size in enumerate(sizes):
+                clock = time.perf_counter()
+                carried = resize(change, size)
+                start = resize(base, size) + carried
+                dreamed, v0, v1 = run.ascend(start, f"octave {index + 1}/{len(sizes)} {size[1]}x{size[0]}",
+                                             seed=settings.seed + index)
+                change = carried + (dreamed - start)
+                image = original + resize(change, (height, width)) * scale
+                finish_stage(Stage(f"octave {index + 1}", size, settings.steps, v0, v1,
+                                   time.perf_counter() - clock), image)
+        else:
+            tile = auto_tile(height, width, settings.tile)
+            if tile and not settings.tile:
+                notes.append(f"photo larger than {MAX_BATCH_PIXELS:,} pixels: dreamed in {tile}x{tile} tiles")
+            generator = torch.Generator().manual_seed(settings.seed)
+            for index in range(settings.rounds):
+                clock = time.perf_counter()
+                start = base + change
+                name = f"round {index + 1}/{settings.rounds}"
+                if tile:
+                    offset = tuple(torch.randint(0, tile, (2,), generator=generator).tolist())
+                    dreamed, v0, v1, count = run.ascend_tiled(start, tile, offset, name, seed=settings.seed + index)
+                else:
+                    (dreamed, v0, v1), count = run.ascend(start, name, seed=settings.seed + index), 1
+                change = change + (dreamed - start)
+                image = original + change * scale
+                finish_stage(Stage(f"round {index + 1}", (height, width), settings.steps, v0, v1,
+                                   time.perf_counter() - clock, tiles=count), image)
+        raw = original + change * scale if settings.mode == "native" else original + resize(change, (height, width)) * scale
+
+    final = adjust_distribution(raw, settings.width)
+    return DreamResult(
+        luminance=final.cpu(), raw=raw.cpu(), stages=stages, frames=frames, settings=settings,
+        objective=objective.name, seconds=time.perf_counter() - started, tile=tile,
+        pattern=pattern, blurred=blurred, notes=notes,
+    )
+
+
+class _Runner:
+    """Calls the engine with this dream's settings (zero steps: no ascent, values only)."""
+
+    def __init__(self, model, objective: Objective, settings: DreamSettings, progress: bool,
+                 callbacks: Sequence[Callback], on_stage: Callable[[Stage], None] | None = None):
+        self.model, self.objective, self.settings = model, objective, settings
+        self.progress, self.callbacks, self.on_stage = progress, tuple(callbacks), on_stage
+
+    def ascent_settings(self, seed: int) -> AscentSettings:
+        s = self.settings
+        return AscentSettings(
+            steps=int(s.steps), epsilon=float(s.epsilon), rule="normalized",
+            standardize=s.mode == "downscale",  # the articles' OIP loop; octaves/native keep the photo's scale
+            jitter=int(s.jitter), snapshot_steps=(), seed=int(seed),
+        )
+
+    def ascend(self, x: torch.Tensor, name: str, seed: int) -> tuple[torch.Tensor, float, float]:
+        """(dreamed batch, mean value before, mean value after)."""
+        if self.settings.steps == 0:
+            value = float(evaluate(self.objective, self.model, x).float().mean())
+            return x, value, value
+        hooks = [*self.callbacks]
+        if self.progress:
+            hooks.append(ProgressBar(description=name))
+        result = ascend(self.model, x, self.objective, self.ascent_settings(seed), callbacks=hooks)
+        return result.images, float(result.values[0].mean()), float(result.values[-1].mean())
+
+    def ascend_tiled(self, x: torch.Tensor, tile: int, offset: tuple[int, int], name: str, seed: int
+                     ) -> tuple[torch.Tensor, float, float, int]:
+        """Ascend the tiles of a shifted grid, batched up to MAX_BATCH_PIXELS; reassemble."""
+        height, width = x.shape[-2:]
+        (top, bottom, left, right), origins = tile_layout(height, width, tile, offset)
+        padded = F.pad(x, (left, right, top, bottom), mode="reflect")
+        tiles = torch.cat([padded[..., y:y + tile, x0:x0 + tile] for y, x0 in origins])
+        per_batch = max(1, MAX_BATCH_PIXELS // (tile * tile))
+        dreamed, before, after = [], [], []
+        for number, first in enumerate(range(0, len(origins), per_batch)):
+            batch = tiles[first:first + per_batch]
+            out, v0, v1 = self.ascend(batch, f"{name} tiles {first + 1}-{first + len(batch)}", seed * 1000 + number)
+            dreamed.append(out)
+            before.append(v0 * len(batch))
+            after.append(v1 * len(batch))
+        dreamed_tiles = torch.cat(dreamed)
+        out = padded.clone()
+        for (y, x0), piece in zip(origins, dreamed_tiles, strict=True):
+            out[..., y:y + tile, x0:x0 + tile] = piece
+        out = out[..., top:top + height, left:left + width]
+        count = len(origins)
+        return out, sum(before) / count, sum(after) / count, count
+
+
+# ---- pictures ------------------------------------------------------------------------------
+def _fit_height(picture: np.ndarray, height: int) -> np.ndarray:
+    """Resize an RGB picture to `height` (bicubic; nearest for small pixel-art like 28 x 28)."""
+    from PIL import Image
+
+    h, w = picture.shape[:2]
+    if h == height:
+        return picture
+    if h <= NETWORK_SIZE:  # keep network pixels crisp
+        factor = max(1, height // h)
+        picture = np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
+        h, w = picture.shape[:2]
+        if h == height:
+            return picture
+        resample = Image.Resampling.NEAREST
+    else:
+        resample = Image.Resampling.BICUBIC
+    width = max(1, round(w * height / h))
+    return np.asarray(Image.fromarray(picture).resize((width, height), resample))
+
+
+def _rgb(image) -> np.ndarray:
+    array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
+    return array if array.ndim == 3 else np.repeat(array[..., None], 3, axis=2)
+
+
+def panel_cells(photo: Photo, result: DreamResult, color: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(caption, RGB picture) for each part of the panel, before sizing."""
+    from cnnscope.data.photos import to_uint8
+    from cnnscope.figures.render import colorize
+
+    cells = [("photo", _rgb(photo.original(color=color)))]
+    if result.settings.mode == "downscale" and result.pattern is not None:
+        cells.append(("28x28 dream (viridis)", colorize(result.pattern, "viridis")))
+        cells.append(("28x28 dream (gray)", colorize(result.pattern, "gray")))
+        blurred = to_uint8(result.blurred.clamp(0, 1).numpy())
+        cells.append(("upscaled dream", np.repeat(blurred[..., None], 3, axis=2)))
+        cells.append((f"detail re-added, width {result.settings.width:g}", _rgb(photo.compose(result.luminance, color))))
+    else:
+        cells.append(("dream", _rgb(photo.compose(result.luminance, color))))
+        change = (result.raw - photo.luminance.reshape(result.raw.shape).to(result.raw.dtype))[0, 0]
+        limit = max(float(change.abs().max()), 1e-6)
+        cells.append(("change (red: brighter)", colorize(change, "seismic", -limit, limit)))
+    return cells
+
+
+def render_panel(photo: Photo, result: DreamResult, color: bool = True, height: int = 200) -> np.ndarray:
+    """The dream's panel as an RGB array: captioned pictures side by side under a title line."""
+    from cnnscope.figures.render import stack, text_block
+
+    s = result.settings
+    if s.mode == "downscale":
+        how = f"28x28, {s.rounds} rounds x {s.steps} steps"
+    elif s.mode == "octaves":
+        how = f"{s.octaves} octaves x {s.steps} steps, scale {s.octave_scale:g}, px {s.px:g}"
+    else:
+        how = f"full resolution, {s.rounds} rounds x {s.steps} steps" + (f", {result.tile}px tiles" if result.tile else "")
+    values = result.values
+    trend = f"; objective {values[0]:.3g} -> {values[-1]:.3g}" if values else ""
+    title = text_block(f"{result.objective} dreaming ({s.mode}: {how}){trend}", size=14)
+    parts = []
+    for caption, picture in panel_cells(photo, result, color):
+        picture = _fit_height(picture, height)
+        label = text_block(caption, size=12, width=picture.shape[1])
+        parts.append(stack([label, picture], axis="v", gap=2)[0])
+    row = stack(parts, axis="h", gap=6)[0]
+    return stack([title, row], axis="v", gap=4)[0]
+
+
+def gif_frames(photo: Photo, result: DreamResult, color: bool = True, max_side: int = 384) -> list[np.ndarray]:
+    """RGB frames for a GIF: the photo, then the image after each round / octave."""
+    frames = []
+    scale = min(1.0, max_side / max(photo.size))
+    for frame in result.frames:
+        picture = _rgb(photo.compose(frame, color))
+        if scale < 1.0:
+            picture = _fit_height(picture, max(1, round(picture.shape[0] * scale)))
+        frames.append(picture)
+    return frames
+
+
+# ---- which maps dream well ----------------------------------------------------------------
+def screen_maps(model, photo: Photo | torch.Tensor, layer_name: str, steps: int = 40,
+                epsilon: float = 0.01) -> torch.Tensor:
+    """How far each map of `layer_name` can raise itself on the photo squeezed to 28 x 28.
+
+    One batched ascent (every map at once, the downscale mode's settings); returns each map's
+    objective value after `steps` steps minus its value at the start (maps x 1).
+    """
+    from cnnscope.nn.model import per_image_standardize
+    from cnnscope.optvis.objectives import channel, per_element
+
+    luminance = photo.luminance if isinstance(photo, Photo) else photo
+    device = next(model.parameters()).device
+    count = model.output_shape(layer_name)[0]
+    small = per_image_standardize(resize(luminance.to(device=device, dtype=torch.float32), (NETWORK_SIZE, NETWORK_SIZE)))
+    objective = per_element([channel(layer_name, i) for i in range(count)])
+    settings = AscentSettings(steps=int(steps), epsilon=float(epsilon), snapshot_steps=())
+    with torch_threads(1 if device.type == "cpu" else None):
+        result = ascend(model, small.repeat(count, 1, 1, 1), objective, settings)
+    return (result.values[-1] - result.values[0]).cpu()
+
+
+def _deepest_conv(model) -> str | None:
+    convs = [spec.name for spec in model.spec.layers if spec.kind == "conv"]
+    return convs[-1] if convs else None
+
+
+def report_section(ctx):
+    """The dream part of `cnnscope demo`: the articles' single-map dream of map 56 and of the map
+    that dreams best, on the flower photo; a layer-mix dream in octaves."""
+    from cnnscope.app.report import Figure, Section
+    from cnnscope.data.photos import load_photo
+    from cnnscope.files import save_image
+    from cnnscope.optvis.objectives import channel, parse_layer_mix
+
+    model, quick = ctx.model, bool(ctx.quick)
+    title = "DeepDream with the MNIST network"
+    deep = _deepest_conv(model)
+    if deep is None:
+        return Section(title, "This model has no conv layers, so it cannot dream on photos.")
+    photo = load_photo(sample="flower", max_side=128 if quick else 640)
+    down = DreamSettings(steps=10 if quick else None, rounds=2 if quick else None, seed=ctx.seed)
+    gains = screen_maps(model, photo, deep, steps=down.resolved().steps)
+    ranked = [int(i) for i in torch.argsort(gains, descending=True)]
+    article_map = 56 if model.output_shape(deep)[0] > 56 else ranked[-1]
+    best = next(i for i in ranked if i != article_map)
+    figures, facts = [], {}
+    for map_index, why in ((article_map, "the articles' map number; maps are numbered arbitrarily by training, "
+                                         "so this network's map 56 is not theirs"),
+                           (best, f"the map of {deep} whose value rose most when dreaming on this photo")):
+        result = dream(model, photo, channel(deep, map_index), down)
+        name = f"dream_{deep}_{map_index}.png"
+        save_image(ctx.folder / name, render_panel(photo, result))
+        v = result.values
+        figures.append(Figure(name, (
+            f"{deep}, map {map_index} ({why}), dreaming on the flower photo the articles' way: the photo squeezed "
+            f"to 28x28, {result.settings.steps} ascent steps, upscaled, the lost detail re-added, "
+            f"{result.settings.rounds} rounds; the 28x28 dream in viridis and gray, the blurred upscaled dream, and "
+            f"the final image after the adjustment of the value distribution (std {result.settings.width:g}). "
+            f"Objective {v[0]:.3g} -> {v[-1]:.3g} in {result.seconds:.2f} s.")))
+        facts[f"map {map_index}: objective start -> end"] = f"{v[0]:.3g} -> {v[-1]:.3g} ({result.seconds:.2f} s)"
+    convs = [spec.name for spec in model.spec.layers if spec.kind == "conv"]
+    mix_text = ",".join(f"{name}:{w:g}" for name, w in zip(convs[-2:], (1.0, 2.0)[-len(convs[-2:]):], strict=True))
+    octave_settings = DreamSettings(mode="octaves", steps=5 if quick else None, octaves=2 if quick else 3,
+                                    px=2.0 if quick else 4.0, seed=ctx.seed)
+    result = dream(model, photo, parse_layer_mix(mix_text), octave_settings)
+    save_image(ctx.folder / "dream_octaves.png", render_panel(photo, result))
+    s, v = result.settings, result.values
+    sizes = ", ".join(f"{w}x{h}" for h, w in (stage.size for stage in result.stages))
+    figures.append(Figure("dream_octaves.png", (
+        f"A weighted mix of whole layers ({mix_text}) dreaming in {s.octaves} octaves (network sizes {sizes}; "
+        f"one network pixel = {s.px:g} photo pixels at the finest), {s.steps} steps each with normalised "
+        f"gradients and random roll jitter of up to {s.jitter} pixels, the photo's detail carried between "
+        f"sizes. Right: where the luminance changed (red brighter, blue darker). Objective {v[0]:.3g} -> "
+        f"{v[-1]:.3g} in {result.seconds:.2f} s.")))
+    facts["layer mix (octaves): objective start -> end"] = f"{v[0]:.3g} -> {v[-1]:.3g} ({result.seconds:.2f} s)"
+    facts["photo"] = f"scikit-learn's flower, {photo.size[1]}x{photo.size[0]} pixels, dreamed in its luminance"
+    intro = ("DeepDream with a network that has only seen 28x28 digits: maps of its conv layers amplify whatever "
+             "digit-stroke patterns they find in a photo. The single-map dreams follow the DeepDream article of "
+             "the seed series; the octave dream follows the DeepDream notebook and Keras example. Colours are "
+             "kept: only the photo's luminance (Y of YCbCr) is dreamed. `cnnscope dream --help` runs them on any "
+             "photo.")
+    return Section(title, intro, figures, facts)

@@ -1,0 +1,568 @@
+"""OIPs ("optimal input patterns"): the picture that drives one map, node or logit to its maximum.
+
+`find_oips(model, objectives, ...)` runs the shared ascent engine on every target at once
+(chunked batches), with `restarts` starts per target (best kept) and an optional `precursor`
+screening: K long-range noise starts per target are ascended for a few steps and the best one
+is run in full -- so maps that ignore short-range noise (the articles' "loss stayed at zero")
+still react. `dataset_max` measures each target on the test images in the same space, and
+`quality` turns both into the coverage figures. Pictures: `zoo_picture` (every target, plain
+viridis + contrast-enhanced, labelled), `evolution_strip` (one target over the log-spaced
+snapshots). `run_to_json` is the JSON sidecar; `report_section` is the demo report's part.
+
+Every start is seeded by (seed, target name, restart[, candidate]) -- not by the position in
+the batch -- so `--maps 56` reproduces tile 56 of the zoo, and chunking never changes a result.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from cnnscope.errors import UserError
+from cnnscope.nn.model import per_image_standardize
+from cnnscope.optvis import objectives as O
+from cnnscope.optvis.ascent import AscentResult, AscentSettings, Callback, ProgressBar, ascend
+from cnnscope.optvis.starts import (
+    DEFAULT_FACTORS,
+    DEFAULT_SCALES,
+    check_noise_parameters,
+    multiscale_noise,
+    noise_seed,
+)
+
+PRECURSOR_SCALES = (2, 3, 4, 7)  # long-range grids for precursor candidates
+PRECURSOR_THRESHOLDS = (0.0, 0.5, 1.0, 1.5)  # 0: plain noise; t > 0: bright blobs where noise > t
+PRECURSOR_TAG = 7919  # separates precursor seeds from ordinary starts
+
+
+def target_key(objective: O.Objective) -> int:
+    """A stable integer for an objective's name (part of its start seeds)."""
+    return zlib.crc32(objective.name.encode("utf-8"))
+
+
+def start_seed(seed: int, objective: O.Objective, restart: int) -> int:
+    return noise_seed(seed, target_key(objective), restart)
+
+
+def precursor_candidates(seed: int, objective: O.Objective, restart: int, count: int,
+                         size: tuple[int, int], scales: Sequence[int], factors: Sequence[float]) -> torch.Tensor:
+    """`count` starts for one target: the ordinary start first, then long-range noise.
+
+    Candidate k >= 1 is noise on PRECURSOR_SCALES; every fourth is plain, the others keep only
+    the bright blobs above a threshold (0.5, 1.0, 1.5 std) -- stroke-like pictures on a dark
+    background, closer to what MNIST maps were trained on. All standardised per image.
+    """
+    first = multiscale_noise(1, size, scales, factors, seeds=[start_seed(seed, objective, restart)])
+    if count <= 1:
+        return first
+    usable = tuple(s for s in PRECURSOR_SCALES if s <= min(size))
+    seeds = [noise_seed(seed, target_key(objective), restart, PRECURSOR_TAG, k) for k in range(1, count)]
+    noise = multiscale_noise(count - 1, size, usable, (0.5,) * len(usable), seeds=seeds)
+    thresholds = torch.tensor([PRECURSOR_THRESHOLDS[k % len(PRECURSOR_THRESHOLDS)] for k in range(1, count)])
+    blobs = torch.where(thresholds.view(-1, 1, 1, 1) > 0,
+                        torch.relu(noise - thresholds.view(-1, 1, 1, 1)), noise)
+    return torch.cat([first, per_image_standardize(blobs)])
+
+
+# ---- targets -------------------------------------------------------------------------------
+def map_objectives(model, layer: str, maps: Sequence[int] | None = None) -> list[O.Objective]:
+    """`channel(layer, m)` for the given maps (None: all maps / units of the layer)."""
+    model.check_layer(layer)
+    count = model.output_shape(layer)[0]
+    maps = range(count) if maps is None else maps
+    objectives = [O.channel(layer, int(m)) for m in maps]
+    for objective in objectives:
+        O.validate(objective, model)
+    return objectives
+
+
+def logit_objectives(model, classes: Sequence[int] | None = None) -> list[O.Objective]:
+    """`logit(k)` for the given classes (None: all)."""
+    classes = range(model.num_classes) if classes is None else classes
+    objectives = [O.logit(int(k)) for k in classes]
+    for objective in objectives:
+        O.validate(objective, model)
+    return objectives
+
+
+# ---- running -------------------------------------------------------------------------------
+@dataclass
+class OipRun:
+    """OIPs for a list of objectives (one per target), with everything the pictures and JSON need."""
+
+    objectives: list[O.Objective]
+    images: torch.Tensor  # M x 1 x H x W, standardised input space
+    values: torch.Tensor  # (steps + 1) x M trajectory of the kept start
+    reacted: torch.Tensor  # bool (M,)
+    steps_used: torch.Tensor  # int (M,)
+    snapshots: dict[int, torch.Tensor]  # step -> M x 1 x H x W
+    restart: torch.Tensor  # int (M,) which restart was kept
+    start_seeds: list[int]  # seed of the kept start's noise
+    start_kind: list[str]  # "noise", "precursor" (a long-range candidate won) or "image"
+    settings: AscentSettings
+    scales: tuple[int, ...] = DEFAULT_SCALES
+    factors: tuple[float, ...] = DEFAULT_FACTORS
+    restarts: int = 1
+    precursor: int = 0
+    precursor_steps: int = 0
+    seed: int = 0
+    dataset_max: torch.Tensor | None = None  # (M,) highest value over the test images
+    dataset_argmax: torch.Tensor | None = None  # (M,) index of that test image
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.values[-1]
+
+    @property
+    def labels(self) -> list[str]:
+        return [o.name for o in self.objectives]
+
+    def index_of(self, name: str) -> int:
+        return self.labels.index(name)
+
+
+def _check_run_options(restarts: int, precursor: int, precursor_steps: int, chunk_size: int) -> None:
+    for what, value, low in (("restarts", restarts, 1), ("precursor", precursor, 0),
+                             ("precursor steps", precursor_steps, 1), ("chunk size", chunk_size, 1)):
+        if isinstance(value, bool) or int(value) != value or value < low:
+            raise UserError(f"{what} must be a whole number >= {low}, got {value!r}")
+
+
+def _pad_result(result: AscentResult, steps: int, snapshot_steps: Sequence[int]) -> AscentResult:
+    """Extend a result that stopped early to steps + 1 rows (frozen images keep their value)."""
+    values = result.values
+    if values.shape[0] < steps + 1:
+        values = torch.cat([values, values[-1:].expand(steps + 1 - values.shape[0], -1)])
+    snapshots = dict(result.snapshots)
+    for step in snapshot_steps:
+        if step not in snapshots and step > result.steps_run:
+            snapshots[step] = result.images.detach().cpu()
+    return replace(result, values=values, snapshots=snapshots)
+
+
+def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], settings: AscentSettings,
+                chunk_size: int = 512, device: torch.device | str | None = None,
+                callbacks: Sequence[Callback] = (), progress: bool = False,
+                description: str = "ascent") -> AscentResult:
+    """`ascend` image i against objectives[i] for all i, in chunks; results merged in order."""
+    if len(objectives) != starts.shape[0]:
+        raise ValueError(f"{len(objectives)} objectives for {starts.shape[0]} starts")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    steps = int(settings.steps)
+    snapshot_steps = settings.snapshots()
+    parts = []
+    chunks = range(0, len(objectives), chunk_size)
+    for number, begin in enumerate(chunks):
+        end = min(begin + chunk_size, len(objectives))
+        hooks = list(callbacks)
+        if progress:
+            label = description if len(chunks) == 1 else f"{description} {number + 1}/{len(chunks)}"
+            hooks.append(ProgressBar(label))
+        objective = O.per_element(objectives[begin:end])
+        result = ascend(model, starts[begin:end].to(device), objective, settings, hooks)
+        parts.append(_pad_result(result, steps, snapshot_steps))
+    snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in parts[0].snapshots
+                 if all(step in p.snapshots for p in parts)}
+    converged = torch.cat([p.converged for p in parts]) if all(p.converged is not None for p in parts) else None
+    return AscentResult(images=torch.cat([p.images.cpu() for p in parts]), values=torch.cat([p.values for p in parts], dim=1),
+                        reacted=torch.cat([p.reacted for p in parts]), steps_used=torch.cat([p.steps_used for p in parts]),
+                        snapshots=snapshots, converged=converged)
+
+
+def find_oips(
+    model,
+    objectives: Sequence[O.Objective],
+    settings: AscentSettings | None = None,
+    *,
+    scales: Sequence[int] = DEFAULT_SCALES,
+    factors: Sequence[float] = DEFAULT_FACTORS,
+    restarts: int = 1,
+    precursor: int = 0,
+    precursor_steps: int = 12,
+    seed: int = 0,
+    size: int | tuple[int, int] | None = None,
+    start: torch.Tensor | None = None,
+    chunk_size: int = 512,
+    device: torch.device | str | None = None,
+    progress: bool = False,
+) -> OipRun:
+    """One OIP per objective: batched ascent from multi-scale noise (or `start`), best of `restarts`.
+
+    `precursor=K` screens K starts per target and restart (the ordinary one plus K-1 long-range
+    noise images) for `precursor_steps` steps and runs the best one in full.
+    `start`: a 1 x 1 x H x W (or M x 1 x H x W) standardised image every target starts from
+    instead of noise (no restarts or precursor then).
+    """
+    settings = (settings or AscentSettings()).check()
+    objectives = list(objectives)
+    if not objectives:
+        raise UserError("no targets to find OIPs for")
+    _check_run_options(restarts, precursor, precursor_steps, chunk_size)
+    for objective in objectives:
+        O.validate(objective, model)
+    if start is not None:
+        if restarts != 1 or precursor:
+            raise UserError("a start image cannot be combined with --restarts or --precursor (they need noise starts)")
+        if start.dim() != 4 or start.shape[1] != 1 or start.shape[0] not in (1, len(objectives)):
+            raise UserError(f"start image must be 1 x 1 x H x W, got shape {tuple(start.shape)}")
+        size = tuple(start.shape[-2:])
+    size = _image_size(model, objectives, size)
+    scales, factors = check_noise_parameters(scales, factors, size)
+
+    m = len(objectives)
+    run_kw = dict(chunk_size=chunk_size, device=device, progress=progress)
+    if start is not None:
+        starts = per_image_standardize(start.float()).expand(m, -1, -1, -1).clone()
+        result = run_batched(model, starts, objectives, settings, description="OIPs", **run_kw)
+        return OipRun(objectives, result.images, result.values, result.reacted, result.steps_used, result.snapshots,
+                      restart=torch.zeros(m, dtype=torch.long), start_seeds=[-1] * m, start_kind=["image"] * m,
+                      settings=settings, scales=scales, factors=factors, seed=seed)
+
+    # one start per (restart, target): ordinary noise, or the precursor's pick
+    pairs = [(r, i) for r in range(restarts) for i in range(m)]
+    seeds = [start_seed(seed, objectives[i], r) for r, i in pairs]
+    kinds = ["noise"] * len(pairs)
+    if precursor > 1:
+        candidates = torch.cat([precursor_candidates(seed, objectives[i], r, precursor, size, scales, factors)
+                                for r, i in pairs])
+        screen = replace(settings, steps=int(precursor_steps), snapshot_steps=(0,), early_stop=False)
+        screened = run_batched(model, candidates, [objectives[i] for r, i in pairs for _ in range(precursor)],
+                               screen, description="precursor", **run_kw)
+        score = torch.where(screened.reacted, screened.final, torch.full_like(screened.final, -float("inf")))
+        best = score.view(len(pairs), precursor).argmax(dim=1)
+        starts = candidates.view(len(pairs), precursor, *candidates.shape[1:])[torch.arange(len(pairs)), best]
+        for j, k in enumerate(best.tolist()):
+            if k > 0:
+                r, i = pairs[j]
+                seeds[j] = noise_seed(seed, target_key(objectives[i]), r, PRECURSOR_TAG, k)
+                kinds[j] = "precursor"
+    else:
+        starts = multiscale_noise(len(pairs), size, scales, factors, seeds=seeds)
+    result = run_batched(model, starts, [objectives[i] for r, i in pairs], settings, description="OIPs", **run_kw)
+
+    # keep the best restart per target (a reacting one if there is any)
+    score = torch.where(result.reacted, result.final, torch.full_like(result.final, -float("inf")))
+    chosen = score.view(restarts, m).argmax(dim=0)
+    columns = chosen * m + torch.arange(m)
+    return OipRun(
+        objectives=objectives, images=result.images[columns], values=result.values[:, columns],
+        reacted=result.reacted[columns], steps_used=result.steps_used[columns],
+        snapshots={k: v[columns] for k, v in result.snapshots.items()},
+        restart=chosen, start_seeds=[seeds[int(c)] for c in columns], start_kind=[kinds[int(c)] for c in columns],
+        settings=settings, scales=scales, factors=factors, restarts=restarts, precursor=precursor,
+        precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed,
+    )
+
+
+def _image_size(model, objectives: Sequence[O.Objective], size) -> tuple[int, int]:
+    native = (model.spec.image_size, model.spec.image_size)
+    if size is None:
+        return native
+    size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    if size != native:
+        for objective in objectives:
+            for name in objective.layers:
+                real = O.resolve_layer(name, model)
+                if not model.is_spatial(real):
+                    raise UserError(f"layer {real} needs {native[0]}x{native[1]} input (it is after Flatten); "
+                                    f"got a {size[0]}x{size[1]} image")
+    return size
+
+
+# ---- quality figures -------------------------------------------------------------------------
+def dataset_max(model, objectives: Sequence[O.Objective], images: torch.Tensor, batch_size: int = 1000,
+                device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Highest objective value over raw [0, 1] images (N x 1 x H x W) and the index where it occurs.
+
+    The images go through the model's own normalisation, so the values live in the same space
+    as the OIPs (which are ascended after that normalisation).
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    combined = O.Objective(lambda acts: torch.zeros(0), [n for o in objectives for n in o.layers], "all")
+    best = torch.full((len(objectives),), -float("inf"))
+    where = torch.zeros(len(objectives), dtype=torch.long)
+    model.eval()
+    with torch.no_grad():
+        for begin in range(0, images.shape[0], batch_size):
+            batch = images[begin:begin + batch_size].to(device).float()
+            acts = O.capture(model, batch, combined, normalize=True)
+            values = torch.stack([o(acts) for o in objectives], dim=1).float().cpu()
+            top, arg = values.max(dim=0)
+            better = top > best
+            best = torch.where(better, top, best)
+            where = torch.where(better, arg + begin, where)
+    return best, where
+
+
+def evaluate(run: OipRun, model, images: torch.Tensor, device=None) -> OipRun:
+    """Fill `run.dataset_max` / `dataset_argmax` from raw test images; returns the run."""
+    run.dataset_max, run.dataset_argmax = dataset_max(model, run.objectives, images, device=device)
+    return run
+
+
+def quality(run: OipRun) -> dict:
+    """Coverage figures: live targets, reacted, share of live with an OIP, share beating dataset max."""
+    total = len(run.objectives)
+    reacted = run.reacted
+    figures = {"targets": total, "reacted": int(reacted.sum())}
+    if run.dataset_max is None:
+        return figures
+    live = run.dataset_max > 0
+    beats = live & reacted & (run.final > run.dataset_max)
+    n_live = int(live.sum())
+    figures.update({
+        "live": n_live,
+        "live_with_oip": int((live & reacted).sum()),
+        "share_live_with_oip": round(float((live & reacted).sum()) / n_live, 4) if n_live else None,
+        "beats_dataset_max": int(beats.sum()),
+        "share_live_beating_dataset_max": round(float(beats.sum()) / n_live, 4) if n_live else None,
+        "reacted_not_live": int((reacted & ~live).sum()),
+        "median_oip_over_dataset_max": _median_ratio(run.final[live & reacted], run.dataset_max[live & reacted]),
+    })
+    return figures
+
+
+def _median_ratio(a: torch.Tensor, b: torch.Tensor) -> float | None:
+    if a.numel() == 0:
+        return None
+    return round(float((a / b).median()), 3)
+
+
+# ---- pictures --------------------------------------------------------------------------------
+TILE_SCALE = 3
+HEADER = 12
+NOT_REACTED = (200, 40, 40)
+
+
+def _header(width: int, text: str, color=(255, 255, 255), background=(0, 0, 0)) -> np.ndarray:
+    from cnnscope.figures.render import label
+
+    strip = np.zeros((HEADER, width, 3), dtype=np.uint8)
+    strip[:] = background
+    return label(strip, text, position=(1, 0), color=color, background=None)
+
+
+def oip_pair(image, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
+    """The articles' two renderings side by side: plain colour map | contrast-enhanced (1-99 percentile)."""
+    from cnnscope.figures.render import colorize, enhance_contrast, upscale
+
+    values = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    values = values.reshape(values.shape[-2:])
+    plain = upscale(colorize(values, cmap), scale)
+    strong = upscale(colorize(enhance_contrast(values), cmap, 0.0, 1.0), scale)
+    gap = np.full((plain.shape[0], 1, 3), 255, dtype=np.uint8)
+    return np.concatenate([plain, gap, strong], axis=1)
+
+
+def oip_tile(image, text: str, reacted: bool = True, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
+    """One zoo tile: a label strip ("56  412.3") over the OIP pair; red and crossed if it did not react."""
+    pair = oip_pair(image, scale, cmap)
+    if not reacted:
+        pair = (pair.astype(np.float32) * 0.35 + 90).astype(np.uint8)
+        h, w = pair.shape[:2]
+        for t in range(-1, 2):  # a red cross
+            rows = np.arange(h)
+            for cols in (rows * (w - 1) // max(h - 1, 1), (w - 1) - rows * (w - 1) // max(h - 1, 1)):
+                pair[rows, np.clip(cols + t, 0, w - 1)] = NOT_REACTED
+    header = _header(pair.shape[1], text, background=NOT_REACTED if not reacted else (0, 0, 0))
+    return np.concatenate([header, pair], axis=0)
+
+
+def tile_text(run: OipRun, index: int, short: bool = True) -> str:
+    objective = run.objectives[index]
+    target = objective.targets[0] if objective.targets else None
+    name = str(target.map) if short and target is not None and target.map is not None else objective.name
+    if target is not None and target.layer == O.LOGITS:
+        name = f"digit {target.map}"
+    if not bool(run.reacted[index]):
+        return f"{name}  no reaction"
+    return f"{name}  {float(run.final[index]):.4g}"
+
+
+def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
+    """All OIPs of a run as a labelled grid (top-down, `columns` per row)."""
+    from cnnscope.figures.render import grid
+
+    tiles = [oip_tile(run.images[i], tile_text(run, i), bool(run.reacted[i]), scale, cmap)
+             for i in range(len(run.objectives))]
+    return grid(tiles, columns=columns, separator=2)
+
+
+def evolution_strip(run: OipRun, index: int, scale: int = 4, cmap: str = "viridis") -> np.ndarray:
+    """One target's image at every snapshot step, labelled "step k: value"."""
+    from cnnscope.figures.render import colorize, upscale
+
+    tiles = []
+    for step, images in sorted(run.snapshots.items()):
+        picture = upscale(colorize(images[index, 0].numpy(), cmap), scale)
+        row = min(step, run.values.shape[0] - 1)
+        text = f"{step}: {float(run.values[row, index]):.3g}"
+        tiles.append(np.concatenate([_header(picture.shape[1], text), picture], axis=0))
+    gap = np.full((tiles[0].shape[0], 2, 3), 255, dtype=np.uint8)
+    parts = []
+    for tile in tiles:
+        parts += [tile, gap]
+    return np.concatenate(parts[:-1], axis=1)
+
+
+def evolution_gif_frames(run: OipRun, index: int, scale: int = 8, cmap: str = "viridis") -> list[np.ndarray]:
+    """Frames for a GIF of one target's snapshots."""
+    from cnnscope.figures.render import colorize, upscale
+
+    return [upscale(colorize(images[index, 0].numpy(), cmap), scale) for _, images in sorted(run.snapshots.items())]
+
+
+# ---- JSON ------------------------------------------------------------------------------------
+def _round(values, digits: int = 6) -> list:
+    array = np.asarray(values, dtype=np.float64)
+    return [float(f"{v:.{digits}g}") for v in array.ravel()]
+
+
+def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
+    """Every parameter and per-target figure (trajectory, steps used, reacted, final, image)."""
+    settings = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(run.settings).items()}
+    settings["snapshot_steps"] = list(run.settings.snapshots())
+    body = {
+        "kind": "cnnscope-oip/1",
+        "settings": settings,
+        "noise": {"scales": list(run.scales), "factors": list(run.factors), "seed": run.seed},
+        "restarts": run.restarts,
+        "precursor": run.precursor,
+        "precursor_steps": run.precursor_steps,
+        "space": "standardised network input (after the model's normalisation)",
+        "quality": quality(run),
+        "targets": [],
+    }
+    if model is not None:
+        body["layers"] = {name: O.resolve_layer(name, model) for name in dict.fromkeys(
+            n for o in run.objectives for n in o.layers)}
+    for i, objective in enumerate(run.objectives):
+        target = objective.targets[0] if len(objective.targets) == 1 else None
+        entry = {
+            "name": objective.name,
+            "layer": target.layer if target else None,
+            "map": target.map if target else None,
+            "y": target.y if target else None,
+            "x": target.x if target else None,
+            "final": float(run.final[i]),
+            "reacted": bool(run.reacted[i]),
+            "steps_used": int(run.steps_used[i]),
+            "restart": int(run.restart[i]),
+            "start": {"kind": run.start_kind[i], "seed": run.start_seeds[i]},
+            "label": tile_text(run, i),
+        }
+        if run.dataset_max is not None:
+            entry["dataset_max"] = float(run.dataset_max[i])
+            entry["dataset_argmax"] = int(run.dataset_argmax[i])
+            entry["beats_dataset_max"] = bool(run.reacted[i]) and float(run.final[i]) > float(run.dataset_max[i])
+        entry["trajectory"] = _round(run.values[:, i].numpy())
+        if include_images:
+            entry["image"] = [_round(row, 8) for row in run.images[i, 0].numpy()]
+        body["targets"].append(entry)
+    return body
+
+
+# ---- demo report -----------------------------------------------------------------------------
+def report_section(ctx):
+    """The OIP part of `cnnscope demo`: Conv2D_3 and Conv2D_2 zoos, the ten logits, one
+    evolution strip and the quality figures (articles' defaults vs precursor)."""
+    from cnnscope.training.loop import thread_count
+
+    with thread_count(None):  # the CLI's thread policy: 1 thread on machines with <= 2 cores
+        return _report_section(ctx)
+
+
+def _report_section(ctx):
+    from cnnscope.app.report import Figure, Section
+    from cnnscope.data.mnist import to_tensor
+    from cnnscope.files import save_image, write_json
+
+    model = ctx.model
+    quick = bool(ctx.quick)
+    steps = 40 if quick else 600
+    settings = AscentSettings(steps=steps)
+    test_x, _ = ctx.mnist.images("test")
+    test_images = to_tensor(test_x[:500] if quick else test_x)
+    deep, middle = _conv_layers(model)
+    figures, facts = [], {}
+    progress = bool(getattr(ctx, "progress", False)) and not quick
+
+    def save(name, picture):
+        save_image(ctx.folder / name, picture)
+        return name
+
+    if deep is not None:
+        maps = None if not quick else list(range(min(16, model.output_shape(deep)[0])))
+        targets = map_objectives(model, deep, maps)
+        plain = evaluate(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device, progress=progress),
+                         model, test_images, device=ctx.device)
+        robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=1,
+                           precursor=8 if quick else 16, precursor_steps=12,
+                           device=ctx.device, progress=progress)
+        robust.dataset_max, robust.dataset_argmax = plain.dataset_max, plain.dataset_argmax
+        q_plain, q_robust = quality(plain), quality(robust)
+        figures.append(Figure(save("oip_zoo_deep.png", zoo_picture(robust)),
+                              f"OIPs of all {len(targets)} maps of {deep} (precursor: best of {robust.precursor} starts "
+                              f"per map, {steps} steps): each tile is the map number and its final "
+                              "mean activation, the pattern in plain viridis and contrast-enhanced; red crossed tiles "
+                              "did not react."))
+        figures.append(Figure(save("oip_zoo_deep_articles.png", zoo_picture(plain)),
+                              f"The same maps with the articles' settings (one start of 4-scale noise, {steps} steps)."))
+        best = _strip_index(robust)
+        figures.append(Figure(save("oip_evolution.png", evolution_strip(robust, best)),
+                              f"How the OIP of {robust.objectives[best].name} emerges, at the articles' log-spaced "
+                              "steps (label: step: mean activation)."))
+        facts.update({
+            f"{deep} maps": q_plain["targets"],
+            f"{deep} live maps (fire on a test image)": q_plain.get("live"),
+            "reacted, articles' settings": f"{q_plain['reacted']} maps ({q_plain.get('live_with_oip')} of the live maps)",
+            f"reacted, precursor ({robust.precursor} starts per map)": f"{q_robust['reacted']} maps ({q_robust.get('live_with_oip')} of the live maps)",
+            "live maps whose OIP beats the dataset max (precursor)":
+                f"{q_robust.get('beats_dataset_max')} ({_pct(q_robust.get('share_live_beating_dataset_max'))})",
+            "median OIP / dataset max (precursor)": q_robust.get("median_oip_over_dataset_max"),
+        })
+        write_json(ctx.folder / "oip_deep.json", run_to_json(robust, model, include_images=False))
+    if middle is not None:
+        maps = None if not quick else list(range(min(8, model.output_shape(middle)[0])))
+        run = find_oips(model, map_objectives(model, middle, maps), settings, seed=ctx.seed, device=ctx.device,
+                        progress=progress)
+        figures.append(Figure(save("oip_zoo_middle.png", zoo_picture(run)),
+                              f"OIPs of the {len(run.objectives)} maps of {middle} (articles' settings)."))
+    run = evaluate(find_oips(model, logit_objectives(model), settings, seed=ctx.seed, device=ctx.device),
+                   model, test_images, device=ctx.device)
+    figures.append(Figure(save("oip_logits.png", zoo_picture(run, columns=5, scale=4)),
+                          "What each digit looks like to the network: the input that maximises each logit "
+                          "(label: digit and logit value)."))
+    facts["logits above the dataset max"] = f"{quality(run).get('beats_dataset_max')} of {len(run.objectives)}"
+    intro = ("OIPs (optimal input patterns): gradient ascent on the input, from random noise on several length "
+             "scales, to maximise the mean activation of a map (articles VII-IX). Values are in the network's "
+             "standardised input space; 'dataset max' is the highest mean activation over the test images.")
+    if quick:
+        intro += " (quick mode: few maps, few steps, 500 test images)"
+    return Section("Optimal input patterns (OIPs)", intro, figures, {k: str(v) for k, v in facts.items()})
+
+
+def _pct(share) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}% of live maps"
+
+
+def _conv_layers(model) -> tuple[str | None, str | None]:
+    """The deepest and the second deepest conv layer."""
+    convs = [layer.name for layer in model.spec.layers if layer.kind == "conv"]
+    deep = convs[-1] if convs else None
+    middle = convs[-2] if len(convs) > 1 else None
+    return deep, middle
+
+
+def _strip_index(run: OipRun) -> int:
+    """The articles' map 120 when it exists and reacted, else the strongest reacting target."""
+    for i, objective in enumerate(run.objectives):
+        if objective.targets and objective.targets[0].map == 120 and bool(run.reacted[i]):
+            return i
+    score = torch.where(run.reacted, run.final, torch.full_like(run.final, -float("inf")))
+    return int(score.argmax())

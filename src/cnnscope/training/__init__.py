@@ -1,0 +1,1 @@
+"""Training the network: settings and recipes, schedules and optimizers, the loop."""
