@@ -33,11 +33,12 @@ def median_time(fn, repeats: int) -> float:
 
 def main() -> int:
     # cnnscope first: its __init__ sets OMP_WAIT_POLICY before torch loads
+    from cnnscope.app.parsing import parse_layer_mix
     from cnnscope.data.photos import photo_from_image, sample_image
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.optvis.ascent import AscentSettings, ascend
     from cnnscope.optvis.dream import DreamSettings, dream, octave_sizes, resize, torch_threads
-    from cnnscope.optvis.objectives import channel, parse_layer_mix
+    from cnnscope.optvis.objectives import channel
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")

@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from cnnscope.app.parsing import objective_from_text
 from cnnscope.data.photos import (
     Photo,
     load_photo,
@@ -24,7 +25,6 @@ from cnnscope.optvis.dream import (
     check_sizes,
     dream,
     gif_frames,
-    objective_from_text,
     octave_sizes,
     render_panel,
     resize,

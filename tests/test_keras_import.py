@@ -17,10 +17,11 @@ import pytest
 import torch
 
 from cnnscope.app.cli import main
+from cnnscope.app.parsing import parse_normalization
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.nn.checkpoint import load_checkpoint
-from cnnscope.nn.keras_import import import_keras, parse_normalization, read_keras_file
+from cnnscope.nn.keras_import import import_keras, read_keras_file
 from cnnscope.nn.model import CNN, Normalization
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from cnnscope.app.parsing import parse_layer_mix, parse_map
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.optvis import objectives as O
@@ -77,21 +78,21 @@ def test_per_element_fast_and_general_paths(small_model, batch):
 
 
 def test_parse_layer_mix_and_map():
-    mix = O.parse_layer_mix("Conv2D_2:1.0, Conv2D_3:2.5")
+    mix = parse_layer_mix("Conv2D_2:1.0, Conv2D_3:2.5")
     assert set(mix.layers) == {"Conv2D_2", "Conv2D_3"}
     acts = {"Conv2D_2": torch.ones(2, 4, 3, 3), "Conv2D_3": torch.full((2, 8, 2, 2), 2.0)}
     assert torch.allclose(mix(acts), torch.tensor([1.0 + 5.0, 6.0]))
-    assert torch.allclose(O.parse_layer_mix("Conv2D_3")(acts), torch.tensor([2.0, 2.0]))
-    single = O.parse_map("Conv2D_3:5")
+    assert torch.allclose(parse_layer_mix("Conv2D_3")(acts), torch.tensor([2.0, 2.0]))
+    single = parse_map("Conv2D_3:5")
     assert single.kind == "channel" and single.targets[0].map == 5
-    double = O.parse_map("Conv2D_3:5,1")
+    double = parse_map("Conv2D_3:5,1")
     assert [t.map for t in double.targets] == [5, 1]
     for bad in ["", "Conv2D_2:x", "Conv2D_2:nan", "Conv2D_2:1,,Conv2D_3", ":2"]:
         with pytest.raises(UserError):
-            O.parse_layer_mix(bad)
+            parse_layer_mix(bad)
     for bad in ["Conv2D_3", "Conv2D_3:", "Conv2D_3:a", ":5"]:
         with pytest.raises(UserError):
-            O.parse_map(bad)
+            parse_map(bad)
 
 
 @pytest.mark.parametrize("objective, message", [
@@ -103,7 +104,7 @@ def test_parse_layer_mix_and_map():
     (O.node("Dense_1", 100), "0..99"),
     (O.node("Dense_1", 1, 0, 0), "without y, x"),
     (O.logit(10), "valid logits are 0..9"),
-    (O.parse_layer_mix("Conv2D_2,Nope:1"), "unknown layer 'Nope'"),
+    (parse_layer_mix("Conv2D_2,Nope:1"), "unknown layer 'Nope'"),
 ])
 def test_validate_names_the_problem(small_model, objective, message):
     with pytest.raises(UserError, match=message):
@@ -112,5 +113,5 @@ def test_validate_names_the_problem(small_model, objective, message):
 
 def test_validate_accepts_good_objectives(small_model):
     for objective in (O.channel("Conv2D_3", 127), O.node("Conv2D_3", 0, 2, 2), O.logit(9), O.layer("Dense_1"),
-                      O.parse_layer_mix("Conv2D_1:1,Conv2D_2:2")):
+                      parse_layer_mix("Conv2D_1:1,Conv2D_2:2")):
         O.validate(objective, small_model)

@@ -8,6 +8,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from cnnscope.analysis import patterns
+from cnnscope.app.parsing import parse_digits
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.figures import inspection as views
@@ -61,8 +62,8 @@ def test_common_and_distinctive_points():
 def test_bad_options_are_user_errors():
     for text in ("4,4", "4,10", "a,9", "4", "4,9,1", "-1,3"):
         with pytest.raises(UserError):
-            patterns.parse_digits(text)
-    assert patterns.parse_digits("4, 9") == (4, 9)
+            parse_digits(text)
+    assert parse_digits("4, 9") == (4, 9)
     with pytest.raises(UserError, match="measure"):
         patterns.check_options("gini", 0.3, 0.8)
     with pytest.raises(UserError, match="share"):

@@ -43,6 +43,7 @@ def compute(model, mnist) -> dict:
     from cnnscope.analysis import attribution
     from cnnscope.analysis.evaluation import evaluate
     from cnnscope.analysis.patterns import class_indices, class_patterns
+    from cnnscope.app.parsing import parse_layer_mix
     from cnnscope.data.mnist import to_tensor
     from cnnscope.data.photos import load_photo
     from cnnscope.optvis import objectives as O
@@ -86,7 +87,7 @@ def compute(model, mnist) -> dict:
         down = dream(model, photo, O.channel("Conv2D_3", 5), DreamSettings(steps=15, rounds=2, seed=1))
         out["dream_downscale_values"] = [float(v) for v in down.values]
         out["dream_downscale_sum"] = [float(down.luminance.double().sum())]
-        octaves = dream(model, photo, O.parse_layer_mix("Conv2D_2:1,Conv2D_3:2"),
+        octaves = dream(model, photo, parse_layer_mix("Conv2D_2:1,Conv2D_3:2"),
                         DreamSettings(mode="octaves", steps=5, octaves=2, px=1.5, seed=2))
         out["dream_octaves_values"] = [float(v) for v in octaves.values]
         out["dream_octaves_sum"] = [float(octaves.luminance.double().sum())]

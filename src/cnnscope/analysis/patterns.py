@@ -39,21 +39,6 @@ DEFAULT_COUNT = 200
 SHARE_TOLERANCE = 1e-9  # 2 of 10 images is a share of 0.2 although 1 - 0.8 = 0.19999999999999996
 
 
-def parse_digits(text: str | Sequence[int], num_classes: int = 10) -> tuple[int, int]:
-    """'4,9' -> (4, 9); UserError unless two different digits in 0..num_classes-1."""
-    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else [str(p) for p in text]
-    if len(parts) != 2:
-        raise UserError(f"digits must be two digits like 4,9; got {text!r}")
-    digits = []
-    for part in parts:
-        if not part.lstrip("-").isdigit() or not 0 <= int(part) < num_classes:
-            raise UserError(f"digit {part!r} is not in 0..{num_classes - 1}")
-        digits.append(int(part))
-    if digits[0] == digits[1]:
-        raise UserError(f"digits must be two different digits; got {digits[0]} twice")
-    return digits[0], digits[1]
-
-
 def class_indices(labels: np.ndarray, digit: int, count: int, what: str = "images") -> np.ndarray:
     """The first `count` positions of `digit` in `labels` (in data-set order)."""
     if count < 1:

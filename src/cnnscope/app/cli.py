@@ -46,8 +46,19 @@ def build_parser(only: set[str] | None = None) -> argparse.ArgumentParser:
         command = sub.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
         if only is None or module.NAME in only:
             module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _parser=command)
     return parser
+
+
+def option_for(parser: argparse.ArgumentParser, parameter: str | None) -> str | None:
+    """The command's flag for a library parameter ("batch size" -> "--batch-size"), if it has one."""
+    if not parameter:
+        return None
+    dest = parameter.strip().lower().replace(" ", "_").replace("-", "_")
+    for action in parser._actions:
+        if action.dest == dest and action.option_strings:
+            return action.option_strings[-1]
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except UserError as exc:
-        sys.stderr.write(f"cnnscope {args.command}: error: {exc}\n")
+        flag = option_for(args._parser, exc.parameter)
+        where = f"{flag}: " if flag and flag not in str(exc) else ""
+        sys.stderr.write(f"cnnscope {args.command}: error: {where}{exc}\n")
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("cnnscope: interrupted\n")

@@ -32,7 +32,6 @@ from cnnscope.nn.model import (
     LayerSpec,
     ModelSpec,
     Normalization,
-    default_spec,
 )
 
 SUPPORTED_LAYERS = ("Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dropout")
@@ -366,21 +365,3 @@ def _load_weights(model: CNN, keras_file: KerasFile) -> None:
 
 
 # ---- options -------------------------------------------------------------------------------
-def parse_normalization(text: str) -> Normalization:
-    """`none`, `global` (MNIST's mean and std), `per_image`, or `MEAN,STD` on the [0, 1] pixel scale."""
-    value = text.strip().lower().replace("-", "_")
-    if value in ("none", "per_image"):
-        return Normalization(value)
-    if value == "global":
-        return default_spec().normalization
-    parts = value.split(",")
-    if len(parts) == 2:
-        try:
-            mean, std = float(parts[0]), float(parts[1])
-        except ValueError:
-            pass
-        else:
-            if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
-                raise UserError(f"--normalize MEAN,STD needs a finite mean and a std > 0, got {text!r}")
-            return Normalization("global", mean, std)
-    raise UserError(f"unknown normalisation {text!r}; allowed: {', '.join(NORMALIZE_CHOICES)}")

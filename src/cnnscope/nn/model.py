@@ -7,8 +7,9 @@ the input normalisation stored with the model. The last dense layer returns logi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,7 @@ CONV_ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "linear")
 DENSE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "linear")
 LAYER_KINDS = ("conv", "pool", "flatten", "dense", "dropout")
 NORMALIZATIONS = ("none", "global", "per_image")
+T = TypeVar("T")
 
 
 def apply_activation(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -240,6 +242,12 @@ class CNN(nn.Module):
         self.check_layer(name)
         return self.spec.layers[self.layer_names.index(name)]
 
+    def layers_of_kind(self, *kinds: str) -> list[str]:
+        """Names of the layers of the given kinds ("conv", "pool", "flatten", "dense", "dropout"), in order."""
+        for kind in kinds:
+            check_choice("layer kind", kind, LAYER_KINDS)
+        return [layer.name for layer in self.spec.layers if layer.kind in kinds]
+
     def check_layer(self, name: str) -> str:
         if name not in self._shapes:
             raise UserError(f"unknown layer {name!r}; valid layers: {', '.join(self.layer_names)}")
@@ -341,3 +349,26 @@ def activations(model: CNN, images: torch.Tensor, layers: Iterable[str] | str) -
         layers = [layers]
     with torch.no_grad():
         return model.activations(images, layers)
+
+
+def map_batches(model: nn.Module, images: torch.Tensor, compute: Callable[[torch.Tensor], T],
+                batch_size: int = 500) -> list[T]:
+    """`compute(batch)` for consecutive batches of `images`, each moved to the model's device,
+    without gradients and with the model in eval mode (its mode is restored afterwards).
+
+    The one batched forward pass of the library: evaluation, patterns, dataset maxima and the
+    explorer's statistics all use it, so memory stays bounded by `batch_size` images.
+    """
+    from cnnscope.errors import check_whole
+    from cnnscope.runtime import device_of
+
+    check_whole("batch size", batch_size, minimum=1)
+    device = device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            return [compute(images[start:start + batch_size].to(device))
+                    for start in range(0, images.shape[0], batch_size)]
+    finally:
+        model.train(was_training)

@@ -43,9 +43,9 @@ import torch
 import torch.nn.functional as F
 
 from cnnscope.data.photos import Photo
-from cnnscope.errors import UserError, check_choice, check_positive
+from cnnscope.errors import UserError, check_choice, check_positive, check_whole
 from cnnscope.optvis.ascent import AscentSettings, Callback, ProgressBar, ascend
-from cnnscope.optvis.objectives import Objective, evaluate, parse_map, resolve_layer, validate
+from cnnscope.optvis.objectives import Objective, evaluate, resolve_layer, validate
 
 MODES = ("downscale", "octaves", "native")
 NETWORK_SIZE = 28  # the MNIST network's own input size
@@ -85,29 +85,25 @@ class DreamSettings:
         return filled.check()
 
     def check(self) -> DreamSettings:
-        _whole("steps", self.steps, minimum=0)
-        _whole("rounds", self.rounds, minimum=1)
+        check_whole("steps", self.steps, minimum=0)
+        check_whole("rounds", self.rounds, minimum=1)
         check_positive("epsilon", self.epsilon)
-        _whole("jitter", self.jitter, minimum=0)
+        check_whole("jitter", self.jitter, minimum=0)
         check_positive("width", self.width, allow_zero=True)
-        _whole("octaves", self.octaves, minimum=1)
+        check_whole("octaves", self.octaves, minimum=1)
         check_positive("octave scale", self.octave_scale)
         if not float(self.octave_scale) > 1.0:
             raise UserError(f"octave scale must be > 1 (each octave larger than the last), got {self.octave_scale!r}")
         check_positive("px", self.px)
         if float(self.px) < 1.0:
             raise UserError(f"px (photo pixels per network pixel) must be >= 1, got {self.px!r}")
-        _whole("tile", self.tile, minimum=0)
+        check_whole("tile", self.tile, minimum=0)
         if self.tile and self.tile % NETWORK_SIZE:
             raise UserError(f"tile must be a multiple of {NETWORK_SIZE} pixels (or 0 for none), got {self.tile}")
-        _whole("seed", self.seed, minimum=0)
+        check_whole("seed", self.seed, minimum=0)
         return self
 
 
-def _whole(what: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise UserError(f"{what} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 @dataclass
@@ -215,21 +211,6 @@ def network_affine(model, luminance: torch.Tensor) -> tuple[float, float]:
         n = luminance.numel()
         return float(luminance.mean()), max(float(luminance.std(unbiased=False)), 1.0 / math.sqrt(n))
     return 0.0, 1.0
-
-
-def objective_from_text(maps: Sequence[str] = (), layer: str | None = None, layers: str | None = None) -> Objective:
-    """The CLI's objective options -> one Objective: maps are summed; exactly one kind may be given."""
-    from cnnscope.optvis.objectives import layer as layer_objective
-    from cnnscope.optvis.objectives import parse_layer_mix
-
-    given = sum(bool(x) for x in (list(maps), layer, layers))
-    if given > 1:
-        raise UserError("give one objective: --map (repeatable), --layer or --layers, not several kinds")
-    if layer:
-        return layer_objective(layer)
-    if layers:
-        return parse_layer_mix(layers)
-    return sum((parse_map(text) for text in (list(maps) or [DEFAULT_MAP])), start=0)
 
 
 def check_objective(model, objective: Objective, mode: str) -> None:
@@ -566,10 +547,11 @@ def _deepest_conv(model) -> str | None:
 def report_section(ctx):
     """The dream part of `cnnscope demo`: the articles' single-map dream of map 56 and of the map
     that dreams best, on the flower photo; a layer-mix dream in octaves."""
+    from cnnscope.app.parsing import parse_layer_mix
     from cnnscope.app.report import Figure, Section
     from cnnscope.data.photos import load_photo
     from cnnscope.files import save_image
-    from cnnscope.optvis.objectives import channel, parse_layer_mix
+    from cnnscope.optvis.objectives import channel
 
     model, quick = ctx.model, bool(ctx.quick)
     title = "DeepDream with the MNIST network"

@@ -12,7 +12,6 @@ The layer name `LOGITS` ("logits") stands for the model's last layer, whatever i
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -262,41 +261,5 @@ def validate(objective: Objective, model) -> None:
 
 
 # ---- parsing user text ---------------------------------------------------------------------
-def _parse_number(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"{what} must be a number, got {text!r}") from None
-    if math.isnan(value) or math.isinf(value):
-        raise UserError(f"{what} must be a finite number, got {text!r}")
-    return value
 
 
-def _parse_int(text: str, what: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:
-        raise UserError(f"{what} must be a whole number, got {text!r}") from None
-
-
-def parse_layer_mix(text: str) -> Objective:
-    """"Conv2D_2:1.0,Conv2D_3:2.0" (weight optional, default 1) -> weighted layer objectives."""
-    parts = []
-    for item in (text or "").split(","):
-        item = item.strip()
-        if not item:
-            raise UserError(f"layer mix {text!r} has an empty entry; expected e.g. 'Conv2D_2:1.0,Conv2D_3:2.0'")
-        name, _, weight = item.partition(":")
-        if not name.strip():
-            raise UserError(f"layer mix entry {item!r} has no layer name; expected LAYER[:WEIGHT]")
-        parts.append((layer(name.strip()), _parse_number(weight, f"weight of {name.strip()}") if weight else 1.0))
-    return weighted(parts)
-
-
-def parse_map(text: str) -> Objective:
-    """"Conv2D_3:56" -> channel; "Conv2D_3:56,12" -> sum of the channels 56 and 12."""
-    name, sep, maps = (text or "").partition(":")
-    if not sep or not name.strip() or not maps.strip():
-        raise UserError(f"map {text!r} must look like LAYER:MAP[,MAP...], e.g. 'Conv2D_3:56'")
-    numbers = [_parse_int(m, "map number") for m in maps.split(",")]
-    return sum((channel(name.strip(), m) for m in numbers), start=0)

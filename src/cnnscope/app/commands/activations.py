@@ -49,19 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder, or a .png file (with several layers: FILE_<layer>.png); default out/activations")
 
 
-def parse_indices(values: list[str]) -> list[int]:
-    indices = []
-    for value in values:
-        for part in str(value).split(","):
-            part = part.strip()
-            if not part.lstrip("-").isdigit():
-                raise UserError(f"index {part!r} is not a whole number")
-            indices.append(int(part))
-    return indices
-
-
 def load_inputs(args, model_config: dict) -> list:
     """The DigitImages named by --index (with --set) and --image; UserError for bad ones."""
+    from cnnscope.app.parsing import parse_indices
     from cnnscope.figures.inspection import MAX_PANELS, dataset_images, file_image
 
     indices = parse_indices(args.index)
@@ -108,20 +98,8 @@ def output_paths(out: Path, tag: str, names: list[str], prefix: str = "") -> dic
     return {name: out / f"{prefix}{tag}_{name}.png" for name in names}
 
 
-def parse_layers(model, text: str | None) -> list[str]:
-    from cnnscope.figures.inspection import all_layers
-
-    if text is None:
-        return model.layer_names[:1]
-    if text.strip().lower() == "all":
-        return all_layers(model)
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise UserError(f"no layer given; valid layers: {', '.join(model.layer_names)}")
-    return [model.check_layer(name) for name in names]
-
-
 def run(args) -> int:
+    from cnnscope.app.parsing import parse_layers
     from cnnscope.figures.inspection import layer_figures
     from cnnscope.files import save_image, write_json
 

@@ -122,16 +122,17 @@ def settings_from_args(args):
 
 def run(args) -> int:
     from cnnscope import __version__
+    from cnnscope.app.parsing import objective_from_text
     from cnnscope.data.photos import load_photo
     from cnnscope.files import save_image, write_json
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.optvis.ascent import save_gif
     from cnnscope.optvis.dream import (
+        DEFAULT_MAP,
         check_objective,
         check_sizes,
         dream,
         gif_frames,
-        objective_from_text,
         render_panel,
     )
     from cnnscope.runtime import pick_device
@@ -141,7 +142,7 @@ def run(args) -> int:
     if (args.image is None) == (args.sample is None):
         raise UserError("give a photo: IMAGE or --sample flower|china (one of them)")
     settings = settings_from_args(args)
-    objective = objective_from_text(args.map, args.layer, args.layers)
+    objective = objective_from_text(args.map, args.layer, args.layers, default_map=DEFAULT_MAP)
     device = pick_device(args.device)
     model, _ = load_model(args.model, device=device)
     check_objective(model, objective, settings.mode)

@@ -44,20 +44,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="out/explain", metavar="PATH", help="folder or .png file (default out/explain)")
 
 
-def parse_methods(text: str) -> list[str]:
-    from cnnscope.analysis.attribution import METHODS
-    from cnnscope.errors import check_choice
-
-    if text.strip().lower() == "all":
-        return list(METHODS)
-    names = [name.strip().lower() for name in text.split(",") if name.strip()]
-    if not names:
-        raise UserError(f"no method given; allowed: {', '.join(METHODS)}, all")
-    for name in names:
-        check_choice("attribution method", name, METHODS)
-    return list(dict.fromkeys(names))
-
-
 def run(args) -> int:
     import numpy as np
 
@@ -68,6 +54,7 @@ def run(args) -> int:
         load_model_for,
         output_paths,
     )
+    from cnnscope.app.parsing import parse_methods
     from cnnscope.figures.inspection import (
         METHOD_TITLES,
         explanation_figure,

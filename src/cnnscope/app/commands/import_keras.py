@@ -26,9 +26,10 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from cnnscope.app.parsing import parse_normalization
     from cnnscope.errors import UserError
     from cnnscope.nn.checkpoint import save_checkpoint
-    from cnnscope.nn.keras_import import import_keras, parse_normalization
+    from cnnscope.nn.keras_import import import_keras
 
     normalization = parse_normalization(args.normalize)
     out = Path(args.out).expanduser()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
@@ -70,95 +69,11 @@ def add_arguments(parser) -> None:
 
 
 # ---- parsing -----------------------------------------------------------------------------------
-def _whole(what: str, value, low: int | None = None) -> int:
-    from cnnscope.errors import UserError
-
-    if value is None or isinstance(value, bool):
-        raise UserError(f"{what} must be a whole number, got {value!r}")
-    number = float(value)
-    if math.isnan(number) or math.isinf(number) or not number.is_integer():
-        raise UserError(f"{what} must be a whole number, got {value!r}")
-    if low is not None and number < low:
-        raise UserError(f"{what} must be >= {low}, got {value!r}")
-    return int(number)
-
-
-def _finite(what: str, value: float) -> float:
-    from cnnscope.errors import UserError
-
-    if math.isnan(value) or math.isinf(value):
-        raise UserError(f"{what} must be a finite number, got {value!r}")
-    return value
-
-
-def parse_list(text: str, what: str, count: int) -> list[int] | None:
-    """'all' -> None; '3', '0-15,56' -> numbers (checked against 0..count-1)."""
-    from cnnscope.errors import UserError
-
-    text = (text or "").strip()
-    if text.lower() == "all":
-        return None
-    numbers: list[int] = []
-    for item in text.split(","):
-        item = item.strip()
-        low, dash, high = item.partition("-")
-        try:
-            if dash and low:
-                first, last = int(low), int(high)
-                if last < first:
-                    raise UserError(f"{what} range {item!r} runs backwards")
-                numbers.extend(range(first, last + 1))
-            else:
-                numbers.append(int(item))
-        except ValueError:
-            raise UserError(f"{what} {item!r} is not a number or range; expected e.g. '120', '0-15,56' or 'all'") from None
-    for number in numbers:
-        if not 0 <= number < count:
-            raise UserError(f"{what} {number} out of range: valid {what}s are 0..{count - 1}")
-    return list(dict.fromkeys(numbers))
-
-
-def parse_numbers(text: str, what: str, kind=float) -> list:
-    from cnnscope.errors import UserError
-
-    values = []
-    for item in (text or "").split(","):
-        try:
-            value = kind(item.strip())
-        except ValueError:
-            raise UserError(f"{what} {item.strip()!r} is not a {'whole ' if kind is int else ''}number; "
-                            f"give a comma-separated list like 3,7,14,28") from None
-        if kind is float:
-            _finite(what, value)
-        values.append(value)
-    return values
-
-
-def parse_node(text: str, layer: str, model):
-    from cnnscope.errors import UserError
-    from cnnscope.optvis import objectives as O
-
-    map_text, _, where = text.partition(":")
-    unit = _whole("node map", _number(map_text, "node map"))
-    if not where:
-        return O.node(layer, unit)
-    y_text, comma, x_text = where.partition(",")
-    if not comma:
-        raise UserError(f"node {text!r} must look like MAP:Y,X (e.g. 120:1,1) or MAP")
-    return O.node(layer, unit, _whole("node y", _number(y_text, "node y")), _whole("node x", _number(x_text, "node x")))
-
-
-def _number(text: str, what: str) -> float:
-    from cnnscope.errors import UserError
-
-    try:
-        return float(text)
-    except ValueError:
-        raise UserError(f"{what} {text!r} is not a number") from None
 
 
 def build_targets(args, model) -> tuple[list, str]:
     """The objectives asked for and a short name for the output file."""
+    from cnnscope.app.parsing import parse_list, parse_node
     from cnnscope.errors import UserError
     from cnnscope.optvis import objectives as O
     from cnnscope.optvis.oip import logit_objectives, map_objectives
@@ -199,16 +114,18 @@ def output_paths(out: str | None, stem: str) -> dict[str, Path]:
 
 
 def settings_from(args):
+    from cnnscope.app.parsing import whole
     from cnnscope.optvis.ascent import AscentSettings
 
     return AscentSettings(
-        steps=_whole("steps", args.steps, 1), epsilon=args.epsilon, rule=args.rule,
-        jitter=_whole("jitter", args.jitter, 0), blur=args.blur, tv_weight=args.tv,
-        early_stop=bool(args.early_stop), tolerance=args.tolerance, seed=_whole("seed", args.seed),
+        steps=whole("steps", args.steps, 1), epsilon=args.epsilon, rule=args.rule,
+        jitter=whole("jitter", args.jitter, 0), blur=args.blur, tv_weight=args.tv,
+        early_stop=bool(args.early_stop), tolerance=args.tolerance, seed=whole("seed", args.seed),
     ).check()
 
 
 def load_start(args, model, mnist):
+    from cnnscope.app.parsing import number, whole
     from cnnscope.errors import UserError
     from cnnscope.optvis.starts import from_dataset, from_file
 
@@ -217,10 +134,10 @@ def load_start(args, model, mnist):
     text = args.start
     if text.startswith(("test:", "train:")):
         which, _, index = text.partition(":")
-        return from_dataset(mnist, _whole(f"{which} image index", _number(index, f"{which} image index")), which)
+        return from_dataset(mnist, whole(f"{which} image index", number(index, f"{which} image index")), which)
     if not Path(text).expanduser().exists():
         raise UserError(f"start image {text} not found (give a picture file or test:INDEX)")
-    size = model.spec.image_size if args.size is None else _whole("size", args.size, 1)
+    size = model.spec.image_size if args.size is None else whole("size", args.size, 1)
     return from_file(Path(text).expanduser(), size)
 
 
@@ -228,6 +145,7 @@ def load_start(args, model, mnist):
 def run(args) -> int:
     import torch
 
+    from cnnscope.app.parsing import parse_numbers, whole
     from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.files import save_image, write_json
     from cnnscope.nn.checkpoint import load_model
@@ -248,19 +166,19 @@ def run(args) -> int:
     settings = settings_from(args)
     scales = parse_numbers(args.scales, "noise scale", int)
     factors = parse_numbers(args.factors, "noise factor") if args.factors else list(DEFAULT_FACTORS[:1]) * len(scales)
-    restarts = _whole("restarts", args.restarts, 1)
-    precursor = _whole("precursor", args.precursor, 0)
-    precursor_steps = _whole("precursor steps", args.precursor_steps, 1)
-    chunk = _whole("chunk", args.chunk, 1)
-    columns = _whole("columns", args.columns, 1) if args.columns is not None else None
-    threads = _whole("threads", args.threads, 1) if args.threads is not None else None
+    restarts = whole("restarts", args.restarts, 1)
+    precursor = whole("precursor", args.precursor, 0)
+    precursor_steps = whole("precursor steps", args.precursor_steps, 1)
+    chunk = whole("chunk", args.chunk, 1)
+    columns = whole("columns", args.columns, 1) if args.columns is not None else None
+    threads = whole("threads", args.threads, 1) if args.threads is not None else None
     device = pick_device(args.device)
     model, _ = load_model(args.model, device=device)
     targets, stem = build_targets(args, model)
     paths = output_paths(args.out, stem)
     mnist = load_mnist(args.data) if (args.evaluate or (args.start or "").startswith(("test:", "train:"))) else None
     start = load_start(args, model, mnist)
-    size = None if args.size is None else _whole("size", args.size, 1)
+    size = None if args.size is None else whole("size", args.size, 1)
     strip_index = _strip_choice(args.strip, targets)
 
     with thread_count(threads):

@@ -53,9 +53,9 @@ def run(args) -> int:
         class_indices,
         class_patterns,
         most_confusable,
-        parse_digits,
     )
-    from cnnscope.app.commands.activations import load_model_for, parse_layers
+    from cnnscope.app.commands.activations import load_model_for
+    from cnnscope.app.parsing import parse_digits, parse_layers
     from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.figures.inspection import (
         confusable_figure,

@@ -1,7 +1,8 @@
 """The HTML report of `cnnscope demo`: sections of figures with captions, in one folder.
 
-Each feature module contributes a section through a function `report_section(ctx)` that
-writes its pictures into `ctx.folder` and returns a `Section`. The report only lays them out.
+Each module of `cnnscope.app.report` contributes a section through a function
+`report_section(ctx)` that writes its pictures into `ctx.folder` and returns a `Section`;
+this module only runs them and lays them out.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from cnnscope.files import write_text
 
 # (module, function) pairs, in report order.
 SECTION_BUILDERS: list[tuple[str, str]] = [
-    ("cnnscope.training.loop", "report_section"),
-    ("cnnscope.analysis.evaluation", "report_section"),
-    ("cnnscope.figures.inspection", "report_section"),
-    ("cnnscope.optvis.oip", "report_section"),
-    ("cnnscope.optvis.dream", "report_section"),
+    ("cnnscope.app.report.training", "report_section"),
+    ("cnnscope.app.report.evaluation", "report_section"),
+    ("cnnscope.app.report.inspection", "report_section"),
+    ("cnnscope.app.report.oip", "report_section"),
+    ("cnnscope.app.report.dream", "report_section"),
 ]
 
 

@@ -1,0 +1,222 @@
+"""User text to library values: map lists, layer mixes, node specs, digits, normalisations.
+
+Every parser raises `UserError` with a message that names the bad text and shows a valid
+example, so the CLI and the explorer report bad input in one line.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from cnnscope.analysis.attribution import METHODS
+from cnnscope.errors import UserError, check_choice
+from cnnscope.nn.keras_import import NORMALIZE_CHOICES
+from cnnscope.nn.model import Normalization, default_spec
+from cnnscope.optvis import objectives as O
+from cnnscope.optvis.objectives import Objective, channel, layer, weighted
+
+
+def _parse_number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise UserError(f"{what} must be a number, got {text!r}") from None
+    if math.isnan(value) or math.isinf(value):
+        raise UserError(f"{what} must be a finite number, got {text!r}")
+    return value
+
+
+def _parse_int(text: str, what: str) -> int:
+    try:
+        return int(text.strip())
+    except ValueError:
+        raise UserError(f"{what} must be a whole number, got {text!r}") from None
+
+
+def parse_layer_mix(text: str) -> Objective:
+    """"Conv2D_2:1.0,Conv2D_3:2.0" (weight optional, default 1) -> weighted layer objectives."""
+    parts = []
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            raise UserError(f"layer mix {text!r} has an empty entry; expected e.g. 'Conv2D_2:1.0,Conv2D_3:2.0'")
+        name, _, weight = item.partition(":")
+        if not name.strip():
+            raise UserError(f"layer mix entry {item!r} has no layer name; expected LAYER[:WEIGHT]")
+        parts.append((layer(name.strip()), _parse_number(weight, f"weight of {name.strip()}") if weight else 1.0))
+    return weighted(parts)
+
+
+def parse_map(text: str) -> Objective:
+    """"Conv2D_3:56" -> channel; "Conv2D_3:56,12" -> sum of the channels 56 and 12."""
+    name, sep, maps = (text or "").partition(":")
+    if not sep or not name.strip() or not maps.strip():
+        raise UserError(f"map {text!r} must look like LAYER:MAP[,MAP...], e.g. 'Conv2D_3:56'")
+    numbers = [_parse_int(m, "map number") for m in maps.split(",")]
+    return sum((channel(name.strip(), m) for m in numbers), start=0)
+
+
+def objective_from_text(maps: Sequence[str] = (), layer: str | None = None, layers: str | None = None,
+                        default_map: str = "Conv2D_3:56") -> Objective:
+    """The CLI's objective options -> one Objective: maps are summed; exactly one kind may be given."""
+    given = sum(bool(x) for x in (list(maps), layer, layers))
+    if given > 1:
+        raise UserError("give one objective: --map (repeatable), --layer or --layers, not several kinds")
+    if layer:
+        return O.layer(layer)
+    if layers:
+        return parse_layer_mix(layers)
+    return sum((parse_map(text) for text in (list(maps) or [default_map])), start=0)
+
+
+def parse_digits(text: str | Sequence[int], num_classes: int = 10) -> tuple[int, int]:
+    """'4,9' -> (4, 9); UserError unless two different digits in 0..num_classes-1."""
+    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else [str(p) for p in text]
+    if len(parts) != 2:
+        raise UserError(f"digits must be two digits like 4,9; got {text!r}")
+    digits = []
+    for part in parts:
+        if not part.lstrip("-").isdigit() or not 0 <= int(part) < num_classes:
+            raise UserError(f"digit {part!r} is not in 0..{num_classes - 1}")
+        digits.append(int(part))
+    if digits[0] == digits[1]:
+        raise UserError(f"digits must be two different digits; got {digits[0]} twice")
+    return digits[0], digits[1]
+
+
+def parse_normalization(text: str) -> Normalization:
+    """`none`, `global` (MNIST's mean and std), `per_image`, or `MEAN,STD` on the [0, 1] pixel scale."""
+    value = text.strip().lower().replace("-", "_")
+    if value in ("none", "per_image"):
+        return Normalization(value)
+    if value == "global":
+        return default_spec().normalization
+    parts = value.split(",")
+    if len(parts) == 2:
+        try:
+            mean, std = float(parts[0]), float(parts[1])
+        except ValueError:
+            pass
+        else:
+            if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+                raise UserError(f"--normalize MEAN,STD needs a finite mean and a std > 0, got {text!r}")
+            return Normalization("global", mean, std)
+    raise UserError(f"unknown normalisation {text!r}; allowed: {', '.join(NORMALIZE_CHOICES)}")
+
+
+def whole(what: str, value, low: int | None = None) -> int:
+    """A number given as text or float (argparse's type=float) that must be whole, as an int."""
+    if value is None or isinstance(value, bool):
+        raise UserError(f"{what} must be a whole number, got {value!r}")
+    number = float(value)
+    if math.isnan(number) or math.isinf(number) or not number.is_integer():
+        raise UserError(f"{what} must be a whole number, got {value!r}")
+    if low is not None and number < low:
+        raise UserError(f"{what} must be >= {low}, got {value!r}")
+    return int(number)
+
+
+def finite(what: str, value: float) -> float:
+
+    if math.isnan(value) or math.isinf(value):
+        raise UserError(f"{what} must be a finite number, got {value!r}")
+    return value
+
+
+def parse_list(text: str, what: str, count: int) -> list[int] | None:
+    """'all' -> None; '3', '0-15,56' -> numbers (checked against 0..count-1)."""
+
+    text = (text or "").strip()
+    if text.lower() == "all":
+        return None
+    numbers: list[int] = []
+    for item in text.split(","):
+        item = item.strip()
+        low, dash, high = item.partition("-")
+        try:
+            if dash and low:
+                first, last = int(low), int(high)
+                if last < first:
+                    raise UserError(f"{what} range {item!r} runs backwards")
+                numbers.extend(range(first, last + 1))
+            else:
+                numbers.append(int(item))
+        except ValueError:
+            raise UserError(f"{what} {item!r} is not a number or range; expected e.g. '120', '0-15,56' or 'all'") from None
+    for number in numbers:
+        if not 0 <= number < count:
+            raise UserError(f"{what} {number} out of range: valid {what}s are 0..{count - 1}")
+    return list(dict.fromkeys(numbers))
+
+
+def parse_numbers(text: str, what: str, kind=float) -> list:
+
+    values = []
+    for item in (text or "").split(","):
+        try:
+            value = kind(item.strip())
+        except ValueError:
+            raise UserError(f"{what} {item.strip()!r} is not a {'whole ' if kind is int else ''}number; "
+                            f"give a comma-separated list like 3,7,14,28") from None
+        if kind is float:
+            finite(what, value)
+        values.append(value)
+    return values
+
+
+def parse_node(text: str, layer: str, model):
+    """'120' -> the centre of map 120; '120:1,1' -> pixel (1, 1) of map 120 (dense layers: unit 120)."""
+    map_text, _, where = text.partition(":")
+    unit = whole("node map", number(map_text, "node map"))
+    if not where:
+        return O.node(layer, unit)
+    y_text, comma, x_text = where.partition(",")
+    if not comma:
+        raise UserError(f"node {text!r} must look like MAP:Y,X (e.g. 120:1,1) or MAP")
+    return O.node(layer, unit, whole("node y", number(y_text, "node y")), whole("node x", number(x_text, "node x")))
+
+
+def number(text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"{what} {text!r} is not a number") from None
+
+
+def parse_indices(values: list[str]) -> list[int]:
+    indices = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part.lstrip("-").isdigit():
+                raise UserError(f"index {part!r} is not a whole number")
+            indices.append(int(part))
+    return indices
+
+
+def parse_layers(model, text: str | None) -> list[str]:
+    """'Conv2D_1,Dense_1' -> those layers; 'all' -> every layer but Flatten and Dropout; None -> the first."""
+
+    if text is None:
+        return model.layer_names[:1]
+    if text.strip().lower() == "all":
+        return [name for name in model.layer_names if model.layer_spec(name).kind not in ("flatten", "dropout")]
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UserError(f"no layer given; valid layers: {', '.join(model.layer_names)}")
+    return [model.check_layer(name) for name in names]
+
+
+def parse_methods(text: str) -> list[str]:
+
+    if text.strip().lower() == "all":
+        return list(METHODS)
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UserError(f"no method given; allowed: {', '.join(METHODS)}, all")
+    for name in names:
+        check_choice("attribution method", name, METHODS)
+    return list(dict.fromkeys(names))

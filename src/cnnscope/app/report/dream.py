@@ -1,0 +1,3 @@
+"""The dream section of the demo report."""
+
+from cnnscope.optvis.dream import report_section  # noqa: F401  (moving here)
