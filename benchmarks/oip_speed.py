@@ -67,7 +67,7 @@ def main() -> int:
     from cnnscope.optvis.ascent import AscentSettings
     from cnnscope.optvis.oip import evaluate, find_oips, map_objectives, quality, start_seed
     from cnnscope.optvis.starts import multiscale_noise
-    from cnnscope.training.loop import default_threads
+    from cnnscope.runtime import default_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")

@@ -10,7 +10,7 @@ over the rounds are reported, so a change of the machine's load hits all set-ups
   variants   channels_last weights, batch 128/256, one thread, OMP_WAIT_POLICY=PASSIVE
              (waiting threads sleep instead of spinning), torch.compile (--compile only)
   chosen     what `cnnscope train` does: TrainSettings' memory format, batch 128, its
-             thread count (cnnscope.training.loop.default_threads()), PASSIVE (set by cnnscope)
+             thread count (cnnscope.runtime.default_threads()), PASSIVE (set by cnnscope)
 
 plus inference throughput for evaluation batch sizes 50 .. 10000 (as `cnnscope` runs it).
 
@@ -61,7 +61,8 @@ def train_setups() -> list[dict]:
 
 
 def _chosen() -> dict:
-    from cnnscope.training.loop import TrainSettings, default_threads
+    from cnnscope.runtime import default_threads
+    from cnnscope.training.loop import TrainSettings
 
     settings = TrainSettings()
     return {"format": "channels_last" if settings.channels_last else "contiguous", "batch": settings.batch_size,

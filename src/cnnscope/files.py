@@ -1,4 +1,5 @@
-"""Atomic file writes: write to a temporary file in the same folder, then rename."""
+"""Atomic file writes (write to a temporary file in the same folder, then rename), and the check
+that an output folder can be written before any work starts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from cnnscope.errors import UserError
 
 
 @contextlib.contextmanager
@@ -64,6 +67,18 @@ def save_figure(path: str | os.PathLike, figure, dpi: int = 100) -> Path:
         figure.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, bbox_inches="tight")
     plt.close(figure)
     return path
+
+
+def check_output_folder(folder: Path) -> Path:
+    """`folder` if it is (or can become) a writable folder, else a UserError; creates nothing."""
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"output folder {folder} exists and is not a folder")
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"cannot write to {folder}: {existing} is not a writable folder")
+    return folder
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -471,9 +471,9 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
 def report_section(ctx):
     """The OIP part of `cnnscope demo`: Conv2D_3 and Conv2D_2 zoos, the ten logits, one
     evolution strip and the quality figures (articles' defaults vs precursor)."""
-    from cnnscope.training.loop import thread_count
+    from cnnscope.runtime import default_threads, using_threads
 
-    with thread_count(None):  # the CLI's thread policy: 1 thread on machines with <= 2 cores
+    with using_threads(default_threads()):  # the CLI's thread policy: 1 thread on machines with <= 2 cores
         return _report_section(ctx)
 
 

@@ -12,7 +12,6 @@ uninterrupted one, and two runs with the same seed on the same machine are ident
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -31,10 +30,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from cnnscope.data.mnist import Mnist, load_mnist, to_tensor
-from cnnscope.errors import CheckpointError, UserError, check_choice, check_positive
-from cnnscope.files import atomic_path, save_figure, write_text
+from cnnscope.errors import CheckpointError, UserError, check_choice, check_positive, check_whole
+from cnnscope.files import atomic_path, check_output_folder, save_figure, write_text
 from cnnscope.nn.checkpoint import CONFIG, default_model_dir, read_config, save_checkpoint
 from cnnscope.nn.model import CNN, default_spec
+from cnnscope.runtime import default_threads, device_of, pick_device, using_threads
 
 OPTIMIZERS = ("adam", "rmsprop", "nadam", "adamax", "sgd")
 SCHEDULES = ("onecycle", "power", "exponential", "none")
@@ -87,12 +87,12 @@ class TrainSettings:
         check_choice("augmentation", self.augment, AUGMENTATIONS)
         check_choice("split", self.split, SPLITS)
         check_choice("init", self.init, INITS)
-        _check_int("epochs", self.epochs, minimum=1)
-        _check_int("batch size", self.batch_size, minimum=1)
-        _check_int("eval batch", self.eval_batch, minimum=1)
+        check_whole("epochs", self.epochs, minimum=1)
+        check_whole("batch size", self.batch_size, minimum=1)
+        check_whole("eval batch", self.eval_batch, minimum=1)
         if self.threads is not None:
-            _check_int("threads", self.threads, minimum=1)
-        _check_int("shift", self.shift, minimum=0)
+            check_whole("threads", self.threads, minimum=1)
+        check_whole("shift", self.shift, minimum=0)
         check_positive("learning rate", self.lr)
         check_positive("l2", self.l2, allow_zero=True)
         check_positive("l1", self.l1, allow_zero=True)
@@ -110,11 +110,11 @@ class TrainSettings:
             if self.schedule == "exponential" and self.decay_rate > 1:
                 raise UserError(f"exponential decay rate is a factor per decay period and must be <= 1, got {self.decay_rate}")
         if self.decay_steps is not None:
-            _check_int("decay steps", self.decay_steps, minimum=1)
+            check_whole("decay steps", self.decay_steps, minimum=1)
         if self.train_images is not None:
-            _check_int("train images", self.train_images, minimum=1)
+            check_whole("train images", self.train_images, minimum=1)
         if self.test_images is not None:
-            _check_int("test images", self.test_images, minimum=1)
+            check_whole("test images", self.test_images, minimum=1)
         if self.batch_size > 60000:
             raise UserError(f"batch size must be at most 60000 (the training set), got {self.batch_size}")
         return self
@@ -141,36 +141,6 @@ class TrainSettings:
         if self.label_smoothing:
             parts.append(f"label smoothing {self.label_smoothing:g}")
         return ", ".join(parts)
-
-
-def _check_int(what: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise UserError(f"{what} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def default_threads() -> int:
-    """CPU threads for training: 1 on machines with 2 cores or fewer, else torch's default.
-
-    On the shared 2-core development machine one thread trained 2-5x faster than two
-    (benchmarks/train_speed.py): two threads must run at the same moment to finish a step,
-    which rarely happens when other processes want the cores too. The count is fixed per
-    machine (not chosen by load), because results are bitwise reproducible only for the
-    same thread count.
-    """
-    cores = os.cpu_count() or 1
-    return 1 if cores <= 2 else torch.get_num_threads()
-
-
-@contextlib.contextmanager
-def thread_count(threads: int | None):
-    """Run torch with `threads` CPU threads (default_threads() if None), then restore."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads or default_threads())
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
 
 
 def recipe_settings(name: str) -> TrainSettings:
@@ -304,7 +274,7 @@ def penalized_weights(model: CNN, include_conv: bool) -> list[torch.Tensor]:
 
 def penalty(model: CNN, settings: TrainSettings) -> torch.Tensor:
     """Keras-style kernel regularisation: l2 * sum(w^2) + l1 * sum(|w|)."""
-    total = torch.zeros((), device=next(model.parameters()).device)
+    total = torch.zeros((), device=device_of(model))
     if not (settings.l2 or settings.l1):
         return total
     for weight in penalized_weights(model, settings.penalize_conv):
@@ -446,7 +416,7 @@ def train(
 ) -> TrainState:
     """Train (or continue `state`) until `settings.epochs` epochs are done; returns the state."""
     settings = settings.validate()
-    with thread_count(settings.threads):
+    with using_threads(settings.threads or default_threads()):
         return _train(settings, mnist, state, device, callbacks, progress, log)
 
 
@@ -455,7 +425,7 @@ def _train(settings, mnist, state, device, callbacks, progress, log) -> TrainSta
         state = new_state(settings, mnist, device)
     else:
         state.settings = settings
-    device = next(state.model.parameters()).device
+    device = device_of(state.model)
     train_x_np, train_y_np = mnist.train_x, mnist.train_y
     if settings.train_images is not None:
         train_x_np, train_y_np = train_x_np[: settings.train_images], train_y_np[: settings.train_images]
@@ -810,7 +780,7 @@ def run_training(
         state = load_train_state(out, device)
         settings = state.settings
         if epochs is not None:
-            _check_int("epochs", epochs, minimum=1)
+            check_whole("epochs", epochs, minimum=1)
             if epochs < state.epoch:
                 raise UserError(f"{out} has already trained {state.epoch} epochs; --epochs {epochs} is fewer")
             settings = replace(settings, epochs=epochs)
@@ -835,18 +805,6 @@ def run_training(
                  progress=progress, log=log)
 
 
-def check_output_folder(folder: Path) -> Path:
-    """UserError unless `folder` is (or can become) a writable folder; creates nothing."""
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"output folder {folder} exists and is not a folder")
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"cannot write to {folder}: {existing} is not a writable folder")
-    return folder
-
-
 def is_complete_checkpoint(directory: str | os.PathLike) -> bool:
     """True if `directory` holds a checkpoint whose training finished all its epochs."""
     directory = Path(directory)
@@ -863,8 +821,6 @@ def ensure_default_model(log: Callable[[str], None] = print, data: str | os.Path
                          device: torch.device | str | None = None, progress: bool = True) -> Path:
     """The default model's folder; trains the default recipe there first if it is missing
     (or continues an interrupted default run)."""
-    from cnnscope.runtime import pick_device
-
     directory = default_model_dir()
     if is_complete_checkpoint(directory):
         return directory

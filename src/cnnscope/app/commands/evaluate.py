@@ -27,9 +27,9 @@ def run(args) -> int:
     from cnnscope.analysis.evaluation import evaluate, format_report, save_evaluation
     from cnnscope.data.mnist import load_mnist_for_model
     from cnnscope.errors import UserError, check_choice
+    from cnnscope.files import check_output_folder
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.runtime import pick_device
-    from cnnscope.training.loop import check_output_folder
 
     check_choice("image set", args.set, ("test", "train"))
     if args.mistakes < 0 or args.mistakes > 500:

@@ -159,8 +159,7 @@ def run(args) -> int:
         zoo_picture,
     )
     from cnnscope.optvis.starts import DEFAULT_FACTORS
-    from cnnscope.runtime import pick_device
-    from cnnscope.training.loop import thread_count
+    from cnnscope.runtime import default_threads, pick_device, using_threads
 
     # everything is checked before any work and before any file is written
     settings = settings_from(args)
@@ -181,7 +180,7 @@ def run(args) -> int:
     size = None if args.size is None else whole("size", args.size, 1)
     strip_index = _strip_choice(args.strip, targets)
 
-    with thread_count(threads):
+    with using_threads(threads or default_threads()):
         result = find_oips(model, targets, settings, scales=scales, factors=factors, restarts=restarts,
                            precursor=precursor, precursor_steps=precursor_steps, seed=settings.seed, size=size,
                            start=start, chunk_size=chunk, device=device, progress=not args.quiet)

@@ -38,10 +38,9 @@ def run(args) -> int:
     from cnnscope.data.images import load_image_file, mnist_style
     from cnnscope.data.mnist import check_index, load_mnist_for_model, to_tensor
     from cnnscope.errors import UserError, check_choice
-    from cnnscope.files import save_image, write_json
+    from cnnscope.files import check_output_folder, save_image, write_json
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.runtime import pick_device
-    from cnnscope.training.loop import check_output_folder
 
     check_choice("image set", args.set, ("test", "train"))
     save_input = Path(args.save_input).expanduser() if args.save_input else None
