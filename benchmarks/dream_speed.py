@@ -37,8 +37,9 @@ def main() -> int:
     from cnnscope.data.photos import photo_from_image, sample_image
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.optvis.ascent import AscentSettings, ascend
-    from cnnscope.optvis.dream import DreamSettings, dream, octave_sizes, resize, torch_threads
+    from cnnscope.optvis.dream import DreamSettings, dream, octave_sizes, resize
     from cnnscope.optvis.objectives import channel
+    from cnnscope.runtime import using_threads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
@@ -55,7 +56,7 @@ def main() -> int:
     rows = []
 
     def bench(name, fn, baseline_fn, repeats, target=None):
-        with torch_threads(1):
+        with using_threads(1):
             base = median_time(baseline_fn, repeats)
         value = median_time(fn, repeats)
         rows.append((name, value, base, target))

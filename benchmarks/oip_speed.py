@@ -65,7 +65,7 @@ def main() -> int:
     from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.optvis.ascent import AscentSettings
-    from cnnscope.optvis.oip import evaluate, find_oips, map_objectives, quality, start_seed
+    from cnnscope.optvis.oip import add_dataset_max, find_oips, map_objectives, quality, start_seed
     from cnnscope.optvis.starts import multiscale_noise
     from cnnscope.runtime import default_threads
 
@@ -121,7 +121,7 @@ def main() -> int:
         started = time.perf_counter()
         robust = find_oips(model, targets, settings, precursor=args.precursor, restarts=args.restarts)
         robust_time = time.perf_counter() - started
-        evaluate(all_run, model, test)
+        add_dataset_max(all_run, model, test)
         robust.dataset_max, robust.dataset_argmax = all_run.dataset_max, all_run.dataset_argmax
         plain_q, robust_q = quality(all_run), quality(robust)
         print(f"\ncoverage ({args.layer}, {n_maps} maps; dataset max over {len(test)} test images):")

@@ -8,18 +8,12 @@ import torch
 from PIL import Image
 
 from cnnscope.errors import UserError
+from cnnscope.figures.oip import animation_frames
+from cnnscope.files import save_gif
 from cnnscope.nn.model import CNN, ModelSpec, Normalization
 from cnnscope.optvis import objectives as O
-from cnnscope.optvis.ascent import (
-    AscentSettings,
-    Callback,
-    GifWriter,
-    ProgressBar,
-    ascend,
-    log_snapshot_steps,
-    relative_change,
-    save_gif,
-)
+from cnnscope.optvis.ascent import AscentSettings, ascend, log_snapshot_steps, relative_change
+from cnnscope.optvis.callbacks import Callback, FrameCollector, ProgressBar
 from cnnscope.optvis.oip import find_oips, map_objectives
 from cnnscope.optvis.starts import from_dataset, multiscale_noise
 
@@ -188,7 +182,7 @@ def test_early_stop_and_callbacks(small_model, tmp_path):
         def on_end(self, result):
             seen.append(("end", result.steps_run))
 
-    gif = GifWriter(every=10, scale=2)
+    gif = FrameCollector(every=10)
     settings = AscentSettings(steps=300, early_stop=True, tolerance=0.05, patience=4)
     result = ascend(small_model, multiscale_noise(1, seed=1), O.channel("Conv2D_3", m), settings,
                     [Recorder(), ProgressBar(disable=True), gif])
@@ -200,10 +194,12 @@ def test_early_stop_and_callbacks(small_model, tmp_path):
     assert seen[0] == ("begin", 300, 1) and seen[-1] == ("end", stop)
     assert seen[1:-1] == list(range(stop + 1))
     assert stop in result.snapshots
-    assert len(gif.frames) >= stop // 10 and gif.frames[0].shape == (56, 56, 3)
-    path = save_gif(tmp_path / "evolution.gif", gif.frames)
+    frames = animation_frames(gif.images, scale=2)
+    assert len(frames) >= stop // 10 and frames[0].shape == (56, 56, 3)
+    assert torch.equal(gif.images[-1], result.images[0, 0])
+    path = save_gif(tmp_path / "evolution.gif", frames)
     with Image.open(path) as picture:
-        assert picture.n_frames == len(gif.frames)
+        assert picture.n_frames == len(frames)
 
 
 def test_extras_raise_the_objective_and_leave_the_model_alone(small_model):

@@ -17,6 +17,7 @@ from cnnscope.data.photos import (
     sample_image,
 )
 from cnnscope.errors import UserError
+from cnnscope.figures.dream import gif_frames, render_panel
 from cnnscope.optvis.ascent import AscentSettings, ascend
 from cnnscope.optvis.dream import (
     DreamSettings,
@@ -24,13 +25,11 @@ from cnnscope.optvis.dream import (
     check_objective,
     check_sizes,
     dream,
-    gif_frames,
     octave_sizes,
-    render_panel,
     resize,
     tile_layout,
 )
-from cnnscope.optvis.objectives import channel, evaluate, layer, logit
+from cnnscope.optvis.objectives import channel, layer, logit, objective_values
 from helpers import png_with_size
 
 
@@ -153,7 +152,7 @@ def test_downscale_value_rises_round_to_round(small_model, flower, busy_map):
     x = resize(result.raw, (28, 28))
     from cnnscope.nn.model import per_image_standardize
 
-    assert float(evaluate(objective, small_model, per_image_standardize(x))) > result.values[0]
+    assert float(objective_values(objective, small_model, per_image_standardize(x))) > result.values[0]
 
 
 def test_dream_changes_the_image_more_than_a_no_op(small_model, flower, busy_map):
@@ -331,7 +330,7 @@ def test_bad_settings(kwargs, message):
 
 def test_report_section_quick(small_model, tmp_path):
     from cnnscope.app.report import ReportContext
-    from cnnscope.optvis.dream import report_section
+    from cnnscope.app.report.dream import report_section
 
     ctx = ReportContext(model=small_model, config={}, mnist=None, model_dir=tmp_path, folder=tmp_path, quick=True)
     section = report_section(ctx)

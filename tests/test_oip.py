@@ -11,22 +11,20 @@ from PIL import Image
 
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
+from cnnscope.figures.oip import evolution_strip, oip_tile, zoo_picture
 from cnnscope.figures.render import tile_origin
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentSettings
 from cnnscope.optvis.oip import (
+    add_dataset_max,
     dataset_max,
-    evaluate,
-    evolution_strip,
     find_oips,
     logit_objectives,
     map_objectives,
-    oip_tile,
     precursor_candidates,
     quality,
     run_to_json,
     start_seed,
-    zoo_picture,
 )
 from cnnscope.optvis.starts import multiscale_noise
 
@@ -40,7 +38,7 @@ def zoo(small_model_dir, mnist):
 
     model, _ = load_checkpoint(small_model_dir)
     run = find_oips(model, map_objectives(model, "Conv2D_3", range(24)), FEW, seed=1)
-    evaluate(run, model, to_tensor(mnist.test_x[:1000]))
+    add_dataset_max(run, model, to_tensor(mnist.test_x[:1000]))
     return model, run
 
 
@@ -189,7 +187,7 @@ def test_report_section_quick(small_model, mnist, tmp_path):
 
     ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path,
                         quick=True, progress=False)
-    from cnnscope.optvis.oip import report_section
+    from cnnscope.app.report.oip import report_section
 
     section = report_section(ctx)
     assert len(section.figures) == 5

@@ -69,6 +69,20 @@ def save_figure(path: str | os.PathLike, figure, dpi: int = 100) -> Path:
     return path
 
 
+def save_gif(path: str | os.PathLike, frames, duration_ms: int = 60, loop: int = 0) -> Path:
+    """Write RGB frames (H x W x 3 uint8 arrays) as an animated GIF, atomically."""
+    from PIL import Image
+
+    if not frames:
+        raise UserError("no frames to write; the animation is empty", "frames")
+    pictures = [Image.fromarray(frame) for frame in frames]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        pictures[0].save(tmp, format="GIF", save_all=True, append_images=pictures[1:],
+                         duration=int(duration_ms), loop=loop)
+    return path
+
+
 def check_output_folder(folder: Path) -> Path:
     """`folder` if it is (or can become) a writable folder, else a UserError; creates nothing."""
     if folder.exists() and not folder.is_dir():

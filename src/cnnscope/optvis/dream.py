@@ -32,20 +32,20 @@ with zero steps every mode gives back the photo bit for bit.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cnnscope.data.photos import Photo
 from cnnscope.errors import UserError, check_choice, check_positive, check_whole
-from cnnscope.optvis.ascent import AscentSettings, Callback, ProgressBar, ascend
-from cnnscope.optvis.objectives import Objective, evaluate, resolve_layer, validate
+from cnnscope.optvis.ascent import AscentSettings, ascend
+from cnnscope.optvis.callbacks import Callback, ProgressBar
+from cnnscope.optvis.objectives import Objective, objective_values, resolve_layer, validate
+from cnnscope.runtime import device_of, using_threads
 
 MODES = ("downscale", "octaves", "native")
 NETWORK_SIZE = 28  # the MNIST network's own input size
@@ -102,8 +102,6 @@ class DreamSettings:
             raise UserError(f"tile must be a multiple of {NETWORK_SIZE} pixels (or 0 for none), got {self.tile}")
         check_whole("seed", self.seed, minimum=0)
         return self
-
-
 
 
 @dataclass
@@ -288,101 +286,111 @@ def dream(
     height, width = int(luminance.shape[-2]), int(luminance.shape[-1])
     check_objective(model, objective, settings.mode)
     sizes = check_sizes(settings, height, width)
-    device = next(model.parameters()).device
+    device = device_of(model)
     original = luminance.detach().to(device=device, dtype=torch.float32)
     run = _Runner(model, objective, settings, progress, callbacks, on_stage)
-    with torch_threads(threads if device.type == "cpu" else None):
+    with using_threads(threads if device.type == "cpu" else None):
         return _dream(run, original, sizes, started)
 
 
-@contextlib.contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Run the block with `count` torch CPU threads (None: unchanged), then restore the setting."""
-    before = torch.get_num_threads()
-    if count is None or count == before:
-        yield
-        return
-    if count < 1:
-        raise UserError(f"threads must be >= 1, got {count}")
-    torch.set_num_threads(int(count))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _dream(run: _Runner, original: torch.Tensor, sizes: list[tuple[int, int]], started: float) -> DreamResult:
-    model, objective, settings = run.model, run.objective, run.settings
-    height, width = int(original.shape[-2]), int(original.shape[-1])
-
-    frames = [adjust_distribution(original, settings.width)[0, 0].cpu()]
-    stages: list[Stage] = []
-    notes: list[str] = []
-
-    def finish_stage(stage: Stage, image: torch.Tensor) -> None:
-        stages.append(stage)
-        frames.append(adjust_distribution(image, settings.width)[0, 0].cpu())
-        if run.on_stage is not None:
-            run.on_stage(stage)
-
-    pattern = blurred = None
-    tile = 0
+    settings = run.settings
+    record = _Record(run, original)
     if settings.mode == "downscale":
-        image = original
-        for index, size in enumerate(sizes):
-            clock = time.perf_counter()
-            small = resize(image, size)
-            mean = small.mean()
-            std = small.std(unbiased=False).clamp_min(1.0 / math.sqrt(small.numel()))
-            x = (small - mean) / std
-            dreamed, v0, v1 = run.ascend(x, f"round {index + 1}/{len(sizes)}", seed=settings.seed + index)
-            image = image + resize((dreamed - x) * std, (height, width))
-            pattern = dreamed
-            finish_stage(Stage(f"round {index + 1}", size, settings.steps, v0, v1, time.perf_counter() - clock), image)
-        blurred = resize(pattern * std + mean, (height, width))[0, 0].cpu()
-        pattern = pattern[0, 0].cpu()
-        raw = image
+        raw, pattern, blurred = _dream_downscale(run, original, sizes, record)
+        tile = 0
+    elif settings.mode == "octaves":
+        raw, tile, pattern, blurred = _dream_octaves(run, original, sizes, record), 0, None, None
     else:
-        shift, scale = network_affine(model, original)
-        base = (original - shift) / scale
-        change = torch.zeros_like(base)
-        if settings.mode == "octaves":
-            for index, size in enumerate(sizes):
-                clock = time.perf_counter()
-                carried = resize(change, size)
-                start = resize(base, size) + carried
-                dreamed, v0, v1 = run.ascend(start, f"octave {index + 1}/{len(sizes)} {size[1]}x{size[0]}",
-                                             seed=settings.seed + index)
-                change = carried + (dreamed - start)
-                image = original + resize(change, (height, width)) * scale
-                finish_stage(Stage(f"octave {index + 1}", size, settings.steps, v0, v1,
-                                   time.perf_counter() - clock), image)
-        else:
-            tile = auto_tile(height, width, settings.tile)
-            if tile and not settings.tile:
-                notes.append(f"photo larger than {MAX_BATCH_PIXELS:,} pixels: dreamed in {tile}x{tile} tiles")
-            generator = torch.Generator().manual_seed(settings.seed)
-            for index in range(settings.rounds):
-                clock = time.perf_counter()
-                start = base + change
-                name = f"round {index + 1}/{settings.rounds}"
-                if tile:
-                    offset = tuple(torch.randint(0, tile, (2,), generator=generator).tolist())
-                    dreamed, v0, v1, count = run.ascend_tiled(start, tile, offset, name, seed=settings.seed + index)
-                else:
-                    (dreamed, v0, v1), count = run.ascend(start, name, seed=settings.seed + index), 1
-                change = change + (dreamed - start)
-                image = original + change * scale
-                finish_stage(Stage(f"round {index + 1}", (height, width), settings.steps, v0, v1,
-                                   time.perf_counter() - clock, tiles=count), image)
-        raw = original + change * scale if settings.mode == "native" else original + resize(change, (height, width)) * scale
-
+        raw, tile = _dream_native(run, original, record)
+        pattern = blurred = None
     final = adjust_distribution(raw, settings.width)
     return DreamResult(
-        luminance=final.cpu(), raw=raw.cpu(), stages=stages, frames=frames, settings=settings,
-        objective=objective.name, seconds=time.perf_counter() - started, tile=tile,
-        pattern=pattern, blurred=blurred, notes=notes,
+        luminance=final.cpu(), raw=raw.cpu(), stages=record.stages, frames=record.frames, settings=settings,
+        objective=run.objective.name, seconds=time.perf_counter() - started, tile=tile,
+        pattern=pattern, blurred=blurred, notes=record.notes,
     )
+
+
+class _Record:
+    """The stages, frames and notes of a dream as it goes."""
+
+    def __init__(self, run: _Runner, original: torch.Tensor):
+        self.run = run
+        self.frames = [adjust_distribution(original, run.settings.width)[0, 0].cpu()]
+        self.stages: list[Stage] = []
+        self.notes: list[str] = []
+
+    def finish(self, stage: Stage, image: torch.Tensor) -> None:
+        self.stages.append(stage)
+        self.frames.append(adjust_distribution(image, self.run.settings.width)[0, 0].cpu())
+        if self.run.on_stage is not None:
+            self.run.on_stage(stage)
+
+
+def _dream_downscale(run: _Runner, original: torch.Tensor, sizes: list[tuple[int, int]], record: _Record):
+    """The articles' rounds at 28 x 28: (raw dream, last 28 x 28 pattern, that pattern upscaled)."""
+    settings = run.settings
+    height, width = int(original.shape[-2]), int(original.shape[-1])
+    image = original
+    for index, size in enumerate(sizes):
+        clock = time.perf_counter()
+        small = resize(image, size)
+        mean = small.mean()
+        std = small.std(unbiased=False).clamp_min(1.0 / math.sqrt(small.numel()))
+        x = (small - mean) / std
+        dreamed, v0, v1 = run.ascend(x, f"round {index + 1}/{len(sizes)}", seed=settings.seed + index)
+        image = image + resize((dreamed - x) * std, (height, width))
+        pattern = dreamed
+        record.finish(Stage(f"round {index + 1}", size, settings.steps, v0, v1, time.perf_counter() - clock), image)
+    blurred = resize(pattern * std + mean, (height, width))[0, 0].cpu()
+    return image, pattern[0, 0].cpu(), blurred
+
+
+def _dream_octaves(run: _Runner, original: torch.Tensor, sizes: list[tuple[int, int]], record: _Record):
+    """The image at each octave size, smallest first, the change carried up; returns the raw dream."""
+    settings = run.settings
+    height, width = int(original.shape[-2]), int(original.shape[-1])
+    shift, scale = network_affine(run.model, original)
+    base = (original - shift) / scale
+    change = torch.zeros_like(base)
+    for index, size in enumerate(sizes):
+        clock = time.perf_counter()
+        carried = resize(change, size)
+        start = resize(base, size) + carried
+        dreamed, v0, v1 = run.ascend(start, f"octave {index + 1}/{len(sizes)} {size[1]}x{size[0]}",
+                                     seed=settings.seed + index)
+        change = carried + (dreamed - start)
+        image = original + resize(change, (height, width)) * scale
+        record.finish(Stage(f"octave {index + 1}", size, settings.steps, v0, v1, time.perf_counter() - clock), image)
+    return original + resize(change, (height, width)) * scale
+
+
+def _dream_native(run: _Runner, original: torch.Tensor, record: _Record):
+    """Rounds at full resolution, tiled on a randomly shifted grid when needed; (raw dream, tile)."""
+    settings = run.settings
+    height, width = int(original.shape[-2]), int(original.shape[-1])
+    shift, scale = network_affine(run.model, original)
+    base = (original - shift) / scale
+    change = torch.zeros_like(base)
+    tile = auto_tile(height, width, settings.tile)
+    if tile and not settings.tile:
+        record.notes.append(f"photo larger than {MAX_BATCH_PIXELS:,} pixels: dreamed in {tile}x{tile} tiles")
+    generator = torch.Generator().manual_seed(settings.seed)
+    for index in range(settings.rounds):
+        clock = time.perf_counter()
+        start = base + change
+        name = f"round {index + 1}/{settings.rounds}"
+        if tile:
+            offset = tuple(torch.randint(0, tile, (2,), generator=generator).tolist())
+            dreamed, v0, v1, count = run.ascend_tiled(start, tile, offset, name, seed=settings.seed + index)
+        else:
+            (dreamed, v0, v1), count = run.ascend(start, name, seed=settings.seed + index), 1
+        change = change + (dreamed - start)
+        image = original + change * scale
+        record.finish(Stage(f"round {index + 1}", (height, width), settings.steps, v0, v1,
+                            time.perf_counter() - clock, tiles=count), image)
+    return original + change * scale, tile
 
 
 class _Runner:
@@ -404,7 +412,7 @@ class _Runner:
     def ascend(self, x: torch.Tensor, name: str, seed: int) -> tuple[torch.Tensor, float, float]:
         """(dreamed batch, mean value before, mean value after)."""
         if self.settings.steps == 0:
-            value = float(evaluate(self.objective, self.model, x).float().mean())
+            value = float(objective_values(self.objective, self.model, x).float().mean())
             return x, value, value
         hooks = [*self.callbacks]
         if self.progress:
@@ -437,84 +445,6 @@ class _Runner:
 
 
 # ---- pictures ------------------------------------------------------------------------------
-def _fit_height(picture: np.ndarray, height: int) -> np.ndarray:
-    """Resize an RGB picture to `height` (bicubic; nearest for small pixel-art like 28 x 28)."""
-    from PIL import Image
-
-    h, w = picture.shape[:2]
-    if h == height:
-        return picture
-    if h <= NETWORK_SIZE:  # keep network pixels crisp
-        factor = max(1, height // h)
-        picture = np.repeat(np.repeat(picture, factor, axis=0), factor, axis=1)
-        h, w = picture.shape[:2]
-        if h == height:
-            return picture
-        resample = Image.Resampling.NEAREST
-    else:
-        resample = Image.Resampling.BICUBIC
-    width = max(1, round(w * height / h))
-    return np.asarray(Image.fromarray(picture).resize((width, height), resample))
-
-
-def _rgb(image) -> np.ndarray:
-    array = np.asarray(image.convert("RGB") if hasattr(image, "convert") else image)
-    return array if array.ndim == 3 else np.repeat(array[..., None], 3, axis=2)
-
-
-def panel_cells(photo: Photo, result: DreamResult, color: bool = True) -> list[tuple[str, np.ndarray]]:
-    """(caption, RGB picture) for each part of the panel, before sizing."""
-    from cnnscope.data.photos import to_uint8
-    from cnnscope.figures.render import colorize
-
-    cells = [("photo", _rgb(photo.original(color=color)))]
-    if result.settings.mode == "downscale" and result.pattern is not None:
-        cells.append(("28x28 dream (viridis)", colorize(result.pattern, "viridis")))
-        cells.append(("28x28 dream (gray)", colorize(result.pattern, "gray")))
-        blurred = to_uint8(result.blurred.clamp(0, 1).numpy())
-        cells.append(("upscaled dream", np.repeat(blurred[..., None], 3, axis=2)))
-        cells.append((f"detail re-added, width {result.settings.width:g}", _rgb(photo.compose(result.luminance, color))))
-    else:
-        cells.append(("dream", _rgb(photo.compose(result.luminance, color))))
-        change = (result.raw - photo.luminance.reshape(result.raw.shape).to(result.raw.dtype))[0, 0]
-        limit = max(float(change.abs().max()), 1e-6)
-        cells.append(("change (red: brighter)", colorize(change, "seismic", -limit, limit)))
-    return cells
-
-
-def render_panel(photo: Photo, result: DreamResult, color: bool = True, height: int = 200) -> np.ndarray:
-    """The dream's panel as an RGB array: captioned pictures side by side under a title line."""
-    from cnnscope.figures.render import stack, text_block
-
-    s = result.settings
-    if s.mode == "downscale":
-        how = f"28x28, {s.rounds} rounds x {s.steps} steps"
-    elif s.mode == "octaves":
-        how = f"{s.octaves} octaves x {s.steps} steps, scale {s.octave_scale:g}, px {s.px:g}"
-    else:
-        how = f"full resolution, {s.rounds} rounds x {s.steps} steps" + (f", {result.tile}px tiles" if result.tile else "")
-    values = result.values
-    trend = f"; objective {values[0]:.3g} -> {values[-1]:.3g}" if values else ""
-    title = text_block(f"{result.objective} dreaming ({s.mode}: {how}){trend}", size=14)
-    parts = []
-    for caption, picture in panel_cells(photo, result, color):
-        picture = _fit_height(picture, height)
-        label = text_block(caption, size=12, width=picture.shape[1])
-        parts.append(stack([label, picture], axis="v", gap=2)[0])
-    row = stack(parts, axis="h", gap=6)[0]
-    return stack([title, row], axis="v", gap=4)[0]
-
-
-def gif_frames(photo: Photo, result: DreamResult, color: bool = True, max_side: int = 384) -> list[np.ndarray]:
-    """RGB frames for a GIF: the photo, then the image after each round / octave."""
-    frames = []
-    scale = min(1.0, max_side / max(photo.size))
-    for frame in result.frames:
-        picture = _rgb(photo.compose(frame, color))
-        if scale < 1.0:
-            picture = _fit_height(picture, max(1, round(picture.shape[0] * scale)))
-        frames.append(picture)
-    return frames
 
 
 # ---- which maps dream well ----------------------------------------------------------------
@@ -529,75 +459,13 @@ def screen_maps(model, photo: Photo | torch.Tensor, layer_name: str, steps: int 
     from cnnscope.optvis.objectives import channel, per_element
 
     luminance = photo.luminance if isinstance(photo, Photo) else photo
-    device = next(model.parameters()).device
+    device = device_of(model)
     count = model.output_shape(layer_name)[0]
     small = per_image_standardize(resize(luminance.to(device=device, dtype=torch.float32), (NETWORK_SIZE, NETWORK_SIZE)))
     objective = per_element([channel(layer_name, i) for i in range(count)])
     settings = AscentSettings(steps=int(steps), epsilon=float(epsilon), snapshot_steps=())
-    with torch_threads(1 if device.type == "cpu" else None):
+    with using_threads(1 if device.type == "cpu" else None):
         result = ascend(model, small.repeat(count, 1, 1, 1), objective, settings)
     return (result.values[-1] - result.values[0]).cpu()
 
 
-def _deepest_conv(model) -> str | None:
-    convs = [spec.name for spec in model.spec.layers if spec.kind == "conv"]
-    return convs[-1] if convs else None
-
-
-def report_section(ctx):
-    """The dream part of `cnnscope demo`: the articles' single-map dream of map 56 and of the map
-    that dreams best, on the flower photo; a layer-mix dream in octaves."""
-    from cnnscope.app.parsing import parse_layer_mix
-    from cnnscope.app.report import Figure, Section
-    from cnnscope.data.photos import load_photo
-    from cnnscope.files import save_image
-    from cnnscope.optvis.objectives import channel
-
-    model, quick = ctx.model, bool(ctx.quick)
-    title = "DeepDream with the MNIST network"
-    deep = _deepest_conv(model)
-    if deep is None:
-        return Section(title, "This model has no conv layers, so it cannot dream on photos.")
-    photo = load_photo(sample="flower", max_side=128 if quick else 640)
-    down = DreamSettings(steps=10 if quick else None, rounds=2 if quick else None, seed=ctx.seed)
-    gains = screen_maps(model, photo, deep, steps=down.resolved().steps)
-    ranked = [int(i) for i in torch.argsort(gains, descending=True)]
-    article_map = 56 if model.output_shape(deep)[0] > 56 else ranked[-1]
-    best = next(i for i in ranked if i != article_map)
-    figures, facts = [], {}
-    for map_index, why in ((article_map, "the articles' map number; maps are numbered arbitrarily by training, "
-                                         "so this network's map 56 is not theirs"),
-                           (best, f"the map of {deep} whose value rose most when dreaming on this photo")):
-        result = dream(model, photo, channel(deep, map_index), down)
-        name = f"dream_{deep}_{map_index}.png"
-        save_image(ctx.folder / name, render_panel(photo, result))
-        v = result.values
-        figures.append(Figure(name, (
-            f"{deep}, map {map_index} ({why}), dreaming on the flower photo the articles' way: the photo squeezed "
-            f"to 28x28, {result.settings.steps} ascent steps, upscaled, the lost detail re-added, "
-            f"{result.settings.rounds} rounds; the 28x28 dream in viridis and gray, the blurred upscaled dream, and "
-            f"the final image after the adjustment of the value distribution (std {result.settings.width:g}). "
-            f"Objective {v[0]:.3g} -> {v[-1]:.3g} in {result.seconds:.2f} s.")))
-        facts[f"map {map_index}: objective start -> end"] = f"{v[0]:.3g} -> {v[-1]:.3g} ({result.seconds:.2f} s)"
-    convs = [spec.name for spec in model.spec.layers if spec.kind == "conv"]
-    mix_text = ",".join(f"{name}:{w:g}" for name, w in zip(convs[-2:], (1.0, 2.0)[-len(convs[-2:]):], strict=True))
-    octave_settings = DreamSettings(mode="octaves", steps=5 if quick else None, octaves=2 if quick else 3,
-                                    px=2.0 if quick else 4.0, seed=ctx.seed)
-    result = dream(model, photo, parse_layer_mix(mix_text), octave_settings)
-    save_image(ctx.folder / "dream_octaves.png", render_panel(photo, result))
-    s, v = result.settings, result.values
-    sizes = ", ".join(f"{w}x{h}" for h, w in (stage.size for stage in result.stages))
-    figures.append(Figure("dream_octaves.png", (
-        f"A weighted mix of whole layers ({mix_text}) dreaming in {s.octaves} octaves (network sizes {sizes}; "
-        f"one network pixel = {s.px:g} photo pixels at the finest), {s.steps} steps each with normalised "
-        f"gradients and random roll jitter of up to {s.jitter} pixels, the photo's detail carried between "
-        f"sizes. Right: where the luminance changed (red brighter, blue darker). Objective {v[0]:.3g} -> "
-        f"{v[-1]:.3g} in {result.seconds:.2f} s.")))
-    facts["layer mix (octaves): objective start -> end"] = f"{v[0]:.3g} -> {v[-1]:.3g} ({result.seconds:.2f} s)"
-    facts["photo"] = f"scikit-learn's flower, {photo.size[1]}x{photo.size[0]} pixels, dreamed in its luminance"
-    intro = ("DeepDream with a network that has only seen 28x28 digits: maps of its conv layers amplify whatever "
-             "digit-stroke patterns they find in a photo. The single-map dreams follow the DeepDream article of "
-             "the seed series; the octave dream follows the DeepDream notebook and Keras example. Colours are "
-             "kept: only the photo's luminance (Y of YCbCr) is dreamed. `cnnscope dream --help` runs them on any "
-             "photo.")
-    return Section(title, intro, figures, facts)

@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from cnnscope.errors import UserError
-from cnnscope.nn.model import per_image_standardize
+from cnnscope.nn.model import map_batches, per_image_standardize
 from cnnscope.optvis import objectives as O
-from cnnscope.optvis.ascent import AscentResult, AscentSettings, Callback, ProgressBar, ascend
+from cnnscope.optvis.ascent import AscentResult, AscentSettings, ascend
+from cnnscope.optvis.callbacks import Callback, ProgressBar
 from cnnscope.optvis.starts import (
     DEFAULT_FACTORS,
     DEFAULT_SCALES,
@@ -33,6 +34,7 @@ from cnnscope.optvis.starts import (
     multiscale_noise,
     noise_seed,
 )
+from cnnscope.runtime import device_of
 
 PRECURSOR_SCALES = (2, 3, 4, 7)  # long-range grids for precursor candidates
 PRECURSOR_THRESHOLDS = (0.0, 0.5, 1.0, 1.5)  # 0: plain noise; t > 0: bright blobs where noise > t
@@ -152,7 +154,7 @@ def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], 
     """`ascend` image i against objectives[i] for all i, in chunks; results merged in order."""
     if len(objectives) != starts.shape[0]:
         raise ValueError(f"{len(objectives)} objectives for {starts.shape[0]} starts")
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    device = torch.device(device) if device is not None else device_of(model)
     steps = int(settings.steps)
     snapshot_steps = settings.snapshots()
     parts = []
@@ -275,33 +277,32 @@ def _image_size(model, objectives: Sequence[O.Objective], size) -> tuple[int, in
 
 
 # ---- quality figures -------------------------------------------------------------------------
-def dataset_max(model, objectives: Sequence[O.Objective], images: torch.Tensor, batch_size: int = 1000,
-                device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def dataset_max(model, objectives: Sequence[O.Objective], images: torch.Tensor,
+                batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor]:
     """Highest objective value over raw [0, 1] images (N x 1 x H x W) and the index where it occurs.
 
     The images go through the model's own normalisation, so the values live in the same space
-    as the OIPs (which are ascended after that normalisation).
+    as the OIPs (which are ascended after that normalisation). Runs on the model's device.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
     combined = O.Objective(lambda acts: torch.zeros(0), [n for o in objectives for n in o.layers], "all")
+
+    def values_of(batch: torch.Tensor) -> torch.Tensor:
+        acts = O.capture(model, batch.float(), combined, normalize=True)
+        return torch.stack([o(acts) for o in objectives], dim=1).float().cpu()
+
     best = torch.full((len(objectives),), -float("inf"))
     where = torch.zeros(len(objectives), dtype=torch.long)
-    model.eval()
-    with torch.no_grad():
-        for begin in range(0, images.shape[0], batch_size):
-            batch = images[begin:begin + batch_size].to(device).float()
-            acts = O.capture(model, batch, combined, normalize=True)
-            values = torch.stack([o(acts) for o in objectives], dim=1).float().cpu()
-            top, arg = values.max(dim=0)
-            better = top > best
-            best = torch.where(better, top, best)
-            where = torch.where(better, arg + begin, where)
+    for number, values in enumerate(map_batches(model, images, values_of, batch_size)):
+        top, arg = values.max(dim=0)
+        better = top > best
+        best = torch.where(better, top, best)
+        where = torch.where(better, arg + number * batch_size, where)
     return best, where
 
 
-def evaluate(run: OipRun, model, images: torch.Tensor, device=None) -> OipRun:
+def add_dataset_max(run: OipRun, model, images: torch.Tensor) -> OipRun:
     """Fill `run.dataset_max` / `dataset_argmax` from raw test images; returns the run."""
-    run.dataset_max, run.dataset_argmax = dataset_max(model, run.objectives, images, device=device)
+    run.dataset_max, run.dataset_argmax = dataset_max(model, run.objectives, images)
     return run
 
 
@@ -333,47 +334,16 @@ def _median_ratio(a: torch.Tensor, b: torch.Tensor) -> float | None:
     return round(float((a / b).median()), 3)
 
 
-# ---- pictures --------------------------------------------------------------------------------
-TILE_SCALE = 3
-HEADER = 12
-NOT_REACTED = (200, 40, 40)
 
 
-def _header(width: int, text: str, color=(255, 255, 255), background=(0, 0, 0)) -> np.ndarray:
-    from cnnscope.figures.render import label
-
-    strip = np.zeros((HEADER, width, 3), dtype=np.uint8)
-    strip[:] = background
-    return label(strip, text, position=(1, 0), color=color, background=None)
-
-
-def oip_pair(image, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
-    """The articles' two renderings side by side: plain colour map | contrast-enhanced (1-99 percentile)."""
-    from cnnscope.figures.render import colorize, enhance_contrast, upscale
-
-    values = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    values = values.reshape(values.shape[-2:])
-    plain = upscale(colorize(values, cmap), scale)
-    strong = upscale(colorize(enhance_contrast(values), cmap, 0.0, 1.0), scale)
-    gap = np.full((plain.shape[0], 1, 3), 255, dtype=np.uint8)
-    return np.concatenate([plain, gap, strong], axis=1)
-
-
-def oip_tile(image, text: str, reacted: bool = True, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
-    """One zoo tile: a label strip ("56  412.3") over the OIP pair; red and crossed if it did not react."""
-    pair = oip_pair(image, scale, cmap)
-    if not reacted:
-        pair = (pair.astype(np.float32) * 0.35 + 90).astype(np.uint8)
-        h, w = pair.shape[:2]
-        for t in range(-1, 2):  # a red cross
-            rows = np.arange(h)
-            for cols in (rows * (w - 1) // max(h - 1, 1), (w - 1) - rows * (w - 1) // max(h - 1, 1)):
-                pair[rows, np.clip(cols + t, 0, w - 1)] = NOT_REACTED
-    header = _header(pair.shape[1], text, background=NOT_REACTED if not reacted else (0, 0, 0))
-    return np.concatenate([header, pair], axis=0)
+def strongest(run: OipRun) -> int:
+    """Index of the reacting target with the highest final value (the first target if none reacted)."""
+    score = torch.where(run.reacted, run.final, torch.full_like(run.final, -float("inf")))
+    return int(score.argmax())
 
 
 def tile_text(run: OipRun, index: int, short: bool = True) -> str:
+    """A target's label: its map number (or name, or digit) and final value, or "no reaction"."""
     objective = run.objectives[index]
     target = objective.targets[0] if objective.targets else None
     name = str(target.map) if short and target is not None and target.map is not None else objective.name
@@ -382,39 +352,6 @@ def tile_text(run: OipRun, index: int, short: bool = True) -> str:
     if not bool(run.reacted[index]):
         return f"{name}  no reaction"
     return f"{name}  {float(run.final[index]):.4g}"
-
-
-def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
-    """All OIPs of a run as a labelled grid (top-down, `columns` per row)."""
-    from cnnscope.figures.render import grid
-
-    tiles = [oip_tile(run.images[i], tile_text(run, i), bool(run.reacted[i]), scale, cmap)
-             for i in range(len(run.objectives))]
-    return grid(tiles, columns=columns, separator=2)
-
-
-def evolution_strip(run: OipRun, index: int, scale: int = 4, cmap: str = "viridis") -> np.ndarray:
-    """One target's image at every snapshot step, labelled "step k: value"."""
-    from cnnscope.figures.render import colorize, upscale
-
-    tiles = []
-    for step, images in sorted(run.snapshots.items()):
-        picture = upscale(colorize(images[index, 0].numpy(), cmap), scale)
-        row = min(step, run.values.shape[0] - 1)
-        text = f"{step}: {float(run.values[row, index]):.3g}"
-        tiles.append(np.concatenate([_header(picture.shape[1], text), picture], axis=0))
-    gap = np.full((tiles[0].shape[0], 2, 3), 255, dtype=np.uint8)
-    parts = []
-    for tile in tiles:
-        parts += [tile, gap]
-    return np.concatenate(parts[:-1], axis=1)
-
-
-def evolution_gif_frames(run: OipRun, index: int, scale: int = 8, cmap: str = "viridis") -> list[np.ndarray]:
-    """Frames for a GIF of one target's snapshots."""
-    from cnnscope.figures.render import colorize, upscale
-
-    return [upscale(colorize(images[index, 0].numpy(), cmap), scale) for _, images in sorted(run.snapshots.items())]
 
 
 # ---- JSON ------------------------------------------------------------------------------------
@@ -467,102 +404,5 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
     return body
 
 
-# ---- demo report -----------------------------------------------------------------------------
-def report_section(ctx):
-    """The OIP part of `cnnscope demo`: Conv2D_3 and Conv2D_2 zoos, the ten logits, one
-    evolution strip and the quality figures (articles' defaults vs precursor)."""
-    from cnnscope.runtime import default_threads, using_threads
-
-    with using_threads(default_threads()):  # the CLI's thread policy: 1 thread on machines with <= 2 cores
-        return _report_section(ctx)
 
 
-def _report_section(ctx):
-    from cnnscope.app.report import Figure, Section
-    from cnnscope.data.mnist import to_tensor
-    from cnnscope.files import save_image, write_json
-
-    model = ctx.model
-    quick = bool(ctx.quick)
-    steps = 40 if quick else 600
-    settings = AscentSettings(steps=steps)
-    test_x, _ = ctx.mnist.images("test")
-    test_images = to_tensor(test_x[:500] if quick else test_x)
-    deep, middle = _conv_layers(model)
-    figures, facts = [], {}
-    progress = bool(getattr(ctx, "progress", False)) and not quick
-
-    def save(name, picture):
-        save_image(ctx.folder / name, picture)
-        return name
-
-    if deep is not None:
-        maps = None if not quick else list(range(min(16, model.output_shape(deep)[0])))
-        targets = map_objectives(model, deep, maps)
-        plain = evaluate(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device, progress=progress),
-                         model, test_images, device=ctx.device)
-        robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=1,
-                           precursor=8 if quick else 16, precursor_steps=12,
-                           device=ctx.device, progress=progress)
-        robust.dataset_max, robust.dataset_argmax = plain.dataset_max, plain.dataset_argmax
-        q_plain, q_robust = quality(plain), quality(robust)
-        figures.append(Figure(save("oip_zoo_deep.png", zoo_picture(robust)),
-                              f"OIPs of all {len(targets)} maps of {deep} (precursor: best of {robust.precursor} starts "
-                              f"per map, {steps} steps): each tile is the map number and its final "
-                              "mean activation, the pattern in plain viridis and contrast-enhanced; red crossed tiles "
-                              "did not react."))
-        figures.append(Figure(save("oip_zoo_deep_articles.png", zoo_picture(plain)),
-                              f"The same maps with the articles' settings (one start of 4-scale noise, {steps} steps)."))
-        best = _strip_index(robust)
-        figures.append(Figure(save("oip_evolution.png", evolution_strip(robust, best)),
-                              f"How the OIP of {robust.objectives[best].name} emerges, at the articles' log-spaced "
-                              "steps (label: step: mean activation)."))
-        facts.update({
-            f"{deep} maps": q_plain["targets"],
-            f"{deep} live maps (fire on a test image)": q_plain.get("live"),
-            "reacted, articles' settings": f"{q_plain['reacted']} maps ({q_plain.get('live_with_oip')} of the live maps)",
-            f"reacted, precursor ({robust.precursor} starts per map)": f"{q_robust['reacted']} maps ({q_robust.get('live_with_oip')} of the live maps)",
-            "live maps whose OIP beats the dataset max (precursor)":
-                f"{q_robust.get('beats_dataset_max')} ({_pct(q_robust.get('share_live_beating_dataset_max'))})",
-            "median OIP / dataset max (precursor)": q_robust.get("median_oip_over_dataset_max"),
-        })
-        write_json(ctx.folder / "oip_deep.json", run_to_json(robust, model, include_images=False))
-    if middle is not None:
-        maps = None if not quick else list(range(min(8, model.output_shape(middle)[0])))
-        run = find_oips(model, map_objectives(model, middle, maps), settings, seed=ctx.seed, device=ctx.device,
-                        progress=progress)
-        figures.append(Figure(save("oip_zoo_middle.png", zoo_picture(run)),
-                              f"OIPs of the {len(run.objectives)} maps of {middle} (articles' settings)."))
-    run = evaluate(find_oips(model, logit_objectives(model), settings, seed=ctx.seed, device=ctx.device),
-                   model, test_images, device=ctx.device)
-    figures.append(Figure(save("oip_logits.png", zoo_picture(run, columns=5, scale=4)),
-                          "What each digit looks like to the network: the input that maximises each logit "
-                          "(label: digit and logit value)."))
-    facts["logits above the dataset max"] = f"{quality(run).get('beats_dataset_max')} of {len(run.objectives)}"
-    intro = ("OIPs (optimal input patterns): gradient ascent on the input, from random noise on several length "
-             "scales, to maximise the mean activation of a map (articles VII-IX). Values are in the network's "
-             "standardised input space; 'dataset max' is the highest mean activation over the test images.")
-    if quick:
-        intro += " (quick mode: few maps, few steps, 500 test images)"
-    return Section("Optimal input patterns (OIPs)", intro, figures, {k: str(v) for k, v in facts.items()})
-
-
-def _pct(share) -> str:
-    return "n/a" if share is None else f"{100 * share:.1f}% of live maps"
-
-
-def _conv_layers(model) -> tuple[str | None, str | None]:
-    """The deepest and the second deepest conv layer."""
-    convs = [layer.name for layer in model.spec.layers if layer.kind == "conv"]
-    deep = convs[-1] if convs else None
-    middle = convs[-2] if len(convs) > 1 else None
-    return deep, middle
-
-
-def _strip_index(run: OipRun) -> int:
-    """The articles' map 120 when it exists and reacted, else the strongest reacting target."""
-    for i, objective in enumerate(run.objectives):
-        if objective.targets and objective.targets[0].map == 120 and bool(run.reacted[i]):
-            return i
-    score = torch.where(run.reacted, run.final, torch.full_like(run.final, -float("inf")))
-    return int(score.argmax())

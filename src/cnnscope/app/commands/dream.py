@@ -124,16 +124,14 @@ def run(args) -> int:
     from cnnscope import __version__
     from cnnscope.app.parsing import objective_from_text
     from cnnscope.data.photos import load_photo
-    from cnnscope.files import save_image, write_json
+    from cnnscope.figures.dream import gif_frames, render_panel
+    from cnnscope.files import save_gif, save_image, write_json
     from cnnscope.nn.checkpoint import load_model
-    from cnnscope.optvis.ascent import save_gif
     from cnnscope.optvis.dream import (
         DEFAULT_MAP,
         check_objective,
         check_sizes,
         dream,
-        gif_frames,
-        render_panel,
     )
     from cnnscope.runtime import pick_device
 

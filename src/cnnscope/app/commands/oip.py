@@ -143,32 +143,31 @@ def load_start(args, model, mnist):
 
 # ---- running -----------------------------------------------------------------------------------
 def run(args) -> int:
-    import torch
+    from cnnscope.runtime import default_threads, using_threads
 
+    job = prepare(args)  # everything is checked before any work and before any file is written
+    with using_threads(job["threads"] or default_threads()):
+        result = compute(args, job)
+    write_outputs(args, job, result)
+    print_summary(job, result)
+    return 0
+
+
+def prepare(args) -> dict:
+    """Every option checked, the model and targets loaded, the output paths decided."""
     from cnnscope.app.parsing import parse_numbers, whole
-    from cnnscope.data.mnist import load_mnist, to_tensor
-    from cnnscope.files import save_image, write_json
+    from cnnscope.data.mnist import load_mnist
     from cnnscope.nn.checkpoint import load_model
-    from cnnscope.optvis.oip import (
-        evaluate,
-        evolution_gif_frames,
-        evolution_strip,
-        find_oips,
-        quality,
-        run_to_json,
-        zoo_picture,
-    )
     from cnnscope.optvis.starts import DEFAULT_FACTORS
-    from cnnscope.runtime import default_threads, pick_device, using_threads
+    from cnnscope.runtime import pick_device
 
-    # everything is checked before any work and before any file is written
     settings = settings_from(args)
     scales = parse_numbers(args.scales, "noise scale", int)
     factors = parse_numbers(args.factors, "noise factor") if args.factors else list(DEFAULT_FACTORS[:1]) * len(scales)
-    restarts = whole("restarts", args.restarts, 1)
-    precursor = whole("precursor", args.precursor, 0)
-    precursor_steps = whole("precursor steps", args.precursor_steps, 1)
-    chunk = whole("chunk", args.chunk, 1)
+    options = {"scales": scales, "factors": factors, "restarts": whole("restarts", args.restarts, 1),
+               "precursor": whole("precursor", args.precursor, 0),
+               "precursor_steps": whole("precursor steps", args.precursor_steps, 1),
+               "chunk_size": whole("chunk", args.chunk, 1)}
     columns = whole("columns", args.columns, 1) if args.columns is not None else None
     threads = whole("threads", args.threads, 1) if args.threads is not None else None
     device = pick_device(args.device)
@@ -177,36 +176,55 @@ def run(args) -> int:
     paths = output_paths(args.out, stem)
     mnist = load_mnist(args.data) if (args.evaluate or (args.start or "").startswith(("test:", "train:"))) else None
     start = load_start(args, model, mnist)
-    size = None if args.size is None else whole("size", args.size, 1)
-    strip_index = _strip_choice(args.strip, targets)
+    options["size"] = None if args.size is None else whole("size", args.size, 1)
+    return {"settings": settings, "options": options, "columns": columns, "threads": threads, "device": device,
+            "model": model, "targets": targets, "paths": paths, "mnist": mnist, "start": start,
+            "strip_index": _strip_choice(args.strip, targets)}
 
-    with using_threads(threads or default_threads()):
-        result = find_oips(model, targets, settings, scales=scales, factors=factors, restarts=restarts,
-                           precursor=precursor, precursor_steps=precursor_steps, seed=settings.seed, size=size,
-                           start=start, chunk_size=chunk, device=device, progress=not args.quiet)
-        if args.evaluate:
-            evaluate(result, model, to_tensor(mnist.test_x), device=device)
 
+def compute(args, job: dict):
+    """The OIPs of every target (and their dataset maxima with --evaluate)."""
+    from cnnscope.data.mnist import to_tensor
+    from cnnscope.optvis.oip import add_dataset_max, find_oips
+
+    model, device = job["model"], job["device"]
+    result = find_oips(model, job["targets"], job["settings"], seed=job["settings"].seed, start=job["start"],
+                       device=device, progress=not args.quiet, **job["options"])
+    if args.evaluate:
+        add_dataset_max(result, model, to_tensor(job["mnist"].test_x))
+    return result
+
+
+def write_outputs(args, job: dict, result) -> None:
+    """The zoo picture, the evolution strip (and GIF), and the JSON sidecar."""
+    from cnnscope.figures.oip import evolution_gif_frames, evolution_strip, zoo_picture
+    from cnnscope.files import save_gif, save_image, write_json
+    from cnnscope.optvis.oip import run_to_json, strongest
+
+    paths, targets = job["paths"], job["targets"]
+    if job["strip_index"] is None:
+        job["strip_index"] = strongest(result)
+    strip_index = job["strip_index"]
     scale = 8 if len(targets) <= 4 else 3
-    picture = zoo_picture(result, columns=columns or min(8, len(targets)), scale=scale)
-    if strip_index is None:
-        score = torch.where(result.reacted, result.final, torch.full_like(result.final, -float("inf")))
-        strip_index = int(score.argmax())
-    save_image(paths["png"], picture)
+    save_image(paths["png"], zoo_picture(result, columns=job["columns"] or min(8, len(targets)), scale=scale))
     save_image(paths["strip"], evolution_strip(result, strip_index))
     files = {"picture": str(paths["png"]), "evolution": str(paths["strip"])}
     if args.gif:
-        from cnnscope.optvis.ascent import save_gif
-
         save_gif(paths["gif"], evolution_gif_frames(result, strip_index), duration_ms=400)
         files["gif"] = str(paths["gif"])
-    body = run_to_json(result, model)
+    body = run_to_json(result, job["model"])
     body["model"] = str(args.model or "default")
     body["evolution_target"] = result.objectives[strip_index].name
     body["files"] = files
     write_json(paths["json"], body)
 
-    if len(targets) <= 16:
+
+def print_summary(job: dict, result) -> None:
+    """One line per target (up to 16), the coverage figures and the files written."""
+    from cnnscope.optvis.oip import quality
+
+    paths = job["paths"]
+    if len(job["targets"]) <= 16:
         for i, objective in enumerate(result.objectives):
             line = f"{objective.name:>16}  final {float(result.final[i]):10.4g}  "
             line += f"{'reacted' if result.reacted[i] else 'NO REACTION'}  steps {int(result.steps_used[i])}"
@@ -220,9 +238,8 @@ def run(args) -> int:
                     f"beating the dataset max {figures['beats_dataset_max']}")
     print(summary)
     print(f"wrote {paths['png']}, {paths['strip']}, {paths['json']}")
-    if not figures["reacted"] and precursor == 0 and start is None:
+    if not figures["reacted"] and job["options"]["precursor"] == 0 and job["start"] is None:
         print("hint: no target reacted; try --precursor 32 --restarts 2")
-    return 0
 
 
 def _strip_choice(text: str | None, targets) -> int | None:

@@ -1,3 +1,127 @@
-"""The oip section of the demo report."""
+"""The OIP section of the demo report: the zoos of the two deepest conv layers (articles'
+settings and precursor starts), an evolution strip, the ten logits and the coverage figures."""
 
-from cnnscope.optvis.oip import report_section  # noqa: F401  (moving here)
+from __future__ import annotations
+
+from cnnscope.app.report.page import Figure, Section
+from cnnscope.data.mnist import to_tensor
+from cnnscope.figures.oip import evolution_strip, zoo_picture
+from cnnscope.files import save_image, write_json
+from cnnscope.optvis.ascent import AscentSettings
+from cnnscope.optvis.oip import (
+    OipRun,
+    add_dataset_max,
+    find_oips,
+    logit_objectives,
+    map_objectives,
+    quality,
+    run_to_json,
+    strongest,
+)
+from cnnscope.runtime import default_threads, using_threads
+
+
+def report_section(ctx) -> Section:
+    """The OIP part of `cnnscope demo`: Conv2D_3 and Conv2D_2 zoos, the ten logits, one
+    evolution strip and the quality figures (articles' defaults vs precursor)."""
+    with using_threads(default_threads()):  # the CLI's thread policy: 1 thread on machines with <= 2 cores
+        quick = bool(ctx.quick)
+        settings = AscentSettings(steps=40 if quick else 600)
+        test_x, _ = ctx.mnist.images("test")
+        test_images = to_tensor(test_x[:500] if quick else test_x)
+        deep, middle = _conv_layers(ctx.model)
+        figures, facts = [], {}
+        if deep is not None:
+            _deep_zoos(ctx, deep, settings, test_images, figures, facts)
+        if middle is not None:
+            _middle_zoo(ctx, middle, settings, figures)
+        _logits(ctx, settings, test_images, figures, facts)
+    intro = ("OIPs (optimal input patterns): gradient ascent on the input, from random noise on several length "
+             "scales, to maximise the mean activation of a map (articles VII-IX). Values are in the network's "
+             "standardised input space; 'dataset max' is the highest mean activation over the test images.")
+    if quick:
+        intro += " (quick mode: few maps, few steps, 500 test images)"
+    return Section("Optimal input patterns (OIPs)", intro, figures, {k: str(v) for k, v in facts.items()})
+
+
+def _save(ctx, name: str, picture) -> str:
+    save_image(ctx.folder / name, picture)
+    return name
+
+
+def _progress(ctx) -> bool:
+    return bool(getattr(ctx, "progress", False)) and not ctx.quick
+
+
+def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: list, facts: dict) -> None:
+    """The deepest conv layer with the articles' settings and with precursor starts, and a strip."""
+    model, steps = ctx.model, settings.steps
+    maps = None if not ctx.quick else list(range(min(16, model.output_shape(deep)[0])))
+    targets = map_objectives(model, deep, maps)
+    plain = add_dataset_max(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device,
+                                      progress=_progress(ctx)), model, test_images)
+    robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=1, precursor=8 if ctx.quick else 16,
+                       precursor_steps=12, device=ctx.device, progress=_progress(ctx))
+    robust.dataset_max, robust.dataset_argmax = plain.dataset_max, plain.dataset_argmax
+    q_plain, q_robust = quality(plain), quality(robust)
+    figures.append(Figure(_save(ctx, "oip_zoo_deep.png", zoo_picture(robust)),
+                          f"OIPs of all {len(targets)} maps of {deep} (precursor: best of {robust.precursor} starts "
+                          f"per map, {steps} steps): each tile is the map number and its final "
+                          "mean activation, the pattern in plain viridis and contrast-enhanced; red crossed tiles "
+                          "did not react."))
+    figures.append(Figure(_save(ctx, "oip_zoo_deep_articles.png", zoo_picture(plain)),
+                          f"The same maps with the articles' settings (one start of 4-scale noise, {steps} steps)."))
+    best = _strip_index(robust)
+    figures.append(Figure(_save(ctx, "oip_evolution.png", evolution_strip(robust, best)),
+                          f"How the OIP of {robust.objectives[best].name} emerges, at the articles' log-spaced "
+                          "steps (label: step: mean activation)."))
+    facts.update({
+        f"{deep} maps": q_plain["targets"],
+        f"{deep} live maps (fire on a test image)": q_plain.get("live"),
+        "reacted, articles' settings": f"{q_plain['reacted']} maps ({q_plain.get('live_with_oip')} of the live maps)",
+        f"reacted, precursor ({robust.precursor} starts per map)":
+            f"{q_robust['reacted']} maps ({q_robust.get('live_with_oip')} of the live maps)",
+        "live maps whose OIP beats the dataset max (precursor)":
+            f"{q_robust.get('beats_dataset_max')} ({_pct(q_robust.get('share_live_beating_dataset_max'))})",
+        "median OIP / dataset max (precursor)": q_robust.get("median_oip_over_dataset_max"),
+    })
+    write_json(ctx.folder / "oip_deep.json", run_to_json(robust, model, include_images=False))
+
+
+def _middle_zoo(ctx, middle: str, settings: AscentSettings, figures: list) -> None:
+    model = ctx.model
+    maps = None if not ctx.quick else list(range(min(8, model.output_shape(middle)[0])))
+    run = find_oips(model, map_objectives(model, middle, maps), settings, seed=ctx.seed, device=ctx.device,
+                    progress=_progress(ctx))
+    figures.append(Figure(_save(ctx, "oip_zoo_middle.png", zoo_picture(run)),
+                          f"OIPs of the {len(run.objectives)} maps of {middle} (articles' settings)."))
+
+
+def _logits(ctx, settings: AscentSettings, test_images, figures: list, facts: dict) -> None:
+    model = ctx.model
+    run = add_dataset_max(find_oips(model, logit_objectives(model), settings, seed=ctx.seed, device=ctx.device),
+                          model, test_images)
+    figures.append(Figure(_save(ctx, "oip_logits.png", zoo_picture(run, columns=5, scale=4)),
+                          "What each digit looks like to the network: the input that maximises each logit "
+                          "(label: digit and logit value)."))
+    facts["logits above the dataset max"] = f"{quality(run).get('beats_dataset_max')} of {len(run.objectives)}"
+
+
+def _pct(share) -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}% of live maps"
+
+
+def _conv_layers(model) -> tuple[str | None, str | None]:
+    """The deepest and the second deepest conv layer."""
+    convs = model.layers_of_kind("conv")
+    deep = convs[-1] if convs else None
+    middle = convs[-2] if len(convs) > 1 else None
+    return deep, middle
+
+
+def _strip_index(run: OipRun) -> int:
+    """The articles' map 120 when it exists and reacted, else the strongest reacting target."""
+    for i, objective in enumerate(run.objectives):
+        if objective.targets and objective.targets[0].map == 120 and bool(run.reacted[i]):
+            return i
+    return strongest(run)

@@ -1,0 +1,86 @@
+"""OIP pictures: the zoo (every target as a labelled tile), a target's evolution strip over the
+log-spaced snapshots, and animation frames. Pure functions returning RGB uint8 arrays."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from cnnscope.figures.render import colorize, enhance_contrast, grid, label, upscale
+from cnnscope.optvis.oip import OipRun, tile_text
+
+TILE_SCALE = 3
+
+
+HEADER = 12
+
+
+NOT_REACTED = (200, 40, 40)
+
+
+def _header(width: int, text: str, color=(255, 255, 255), background=(0, 0, 0)) -> np.ndarray:
+
+    strip = np.zeros((HEADER, width, 3), dtype=np.uint8)
+    strip[:] = background
+    return label(strip, text, position=(1, 0), color=color, background=None)
+
+
+def oip_pair(image, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
+    """The articles' two renderings side by side: plain colour map | contrast-enhanced (1-99 percentile)."""
+
+    values = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
+    values = values.reshape(values.shape[-2:])
+    plain = upscale(colorize(values, cmap), scale)
+    strong = upscale(colorize(enhance_contrast(values), cmap, 0.0, 1.0), scale)
+    gap = np.full((plain.shape[0], 1, 3), 255, dtype=np.uint8)
+    return np.concatenate([plain, gap, strong], axis=1)
+
+
+def oip_tile(image, text: str, reacted: bool = True, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
+    """One zoo tile: a label strip ("56  412.3") over the OIP pair; red and crossed if it did not react."""
+    pair = oip_pair(image, scale, cmap)
+    if not reacted:
+        pair = (pair.astype(np.float32) * 0.35 + 90).astype(np.uint8)
+        h, w = pair.shape[:2]
+        for t in range(-1, 2):  # a red cross
+            rows = np.arange(h)
+            for cols in (rows * (w - 1) // max(h - 1, 1), (w - 1) - rows * (w - 1) // max(h - 1, 1)):
+                pair[rows, np.clip(cols + t, 0, w - 1)] = NOT_REACTED
+    header = _header(pair.shape[1], text, background=NOT_REACTED if not reacted else (0, 0, 0))
+    return np.concatenate([header, pair], axis=0)
+
+
+def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
+    """All OIPs of a run as a labelled grid (top-down, `columns` per row)."""
+
+    tiles = [oip_tile(run.images[i], tile_text(run, i), bool(run.reacted[i]), scale, cmap)
+             for i in range(len(run.objectives))]
+    return grid(tiles, columns=columns, separator=2)
+
+
+def evolution_strip(run: OipRun, index: int, scale: int = 4, cmap: str = "viridis") -> np.ndarray:
+    """One target's image at every snapshot step, labelled "step k: value"."""
+
+    tiles = []
+    for step, images in sorted(run.snapshots.items()):
+        picture = upscale(colorize(images[index, 0].numpy(), cmap), scale)
+        row = min(step, run.values.shape[0] - 1)
+        text = f"{step}: {float(run.values[row, index]):.3g}"
+        tiles.append(np.concatenate([_header(picture.shape[1], text), picture], axis=0))
+    gap = np.full((tiles[0].shape[0], 2, 3), 255, dtype=np.uint8)
+    parts = []
+    for tile in tiles:
+        parts += [tile, gap]
+    return np.concatenate(parts[:-1], axis=1)
+
+
+def evolution_gif_frames(run: OipRun, index: int, scale: int = 8, cmap: str = "viridis") -> list[np.ndarray]:
+    """Frames for a GIF of one target's snapshots."""
+    return animation_frames([images[index, 0] for _, images in sorted(run.snapshots.items())], scale, cmap)
+
+
+def animation_frames(images: Sequence[torch.Tensor], scale: int = 8, cmap: str = "viridis") -> list[np.ndarray]:
+    """Coloured, upscaled RGB frames of H x W images (e.g. `FrameCollector.images`)."""
+    return [upscale(colorize(image.numpy(), cmap), scale) for image in images]
