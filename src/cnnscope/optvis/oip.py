@@ -203,19 +203,19 @@ def find_oips(
     settings = (settings or AscentSettings()).check()
     objectives = list(objectives)
     if not objectives:
-        raise UserError("no targets to find OIPs for")
+        raise UserError("no targets to find OIPs for", "objectives")
     _check_run_options(restarts, precursor, precursor_steps, chunk_size)
     for objective in objectives:
         O.validate(objective, model)
     if start is not None:
         if restarts != 1 or precursor:
-            raise UserError("a start image cannot be combined with --restarts or --precursor (they need noise starts)")
+            raise UserError("a start image cannot be combined with restarts or precursor (they need noise starts)",
+                            "start")
         if start.dim() != 4 or start.shape[1] != 1 or start.shape[0] not in (1, len(objectives)):
-            raise UserError(f"start image must be 1 x 1 x H x W, got shape {tuple(start.shape)}")
+            raise UserError(f"start image must be 1 x 1 x H x W, got shape {tuple(start.shape)}", "start")
         size = tuple(start.shape[-2:])
     size = _image_size(model, objectives, size)
     scales, factors = check_noise_parameters(scales, factors, size)
-
     m = len(objectives)
     run_kw = dict(chunk_size=chunk_size, device=device, progress=progress)
     if start is not None:
@@ -224,41 +224,54 @@ def find_oips(
         return OipRun(objectives, result.images, result.values, result.reacted, result.steps_used, result.snapshots,
                       restart=torch.zeros(m, dtype=torch.long), start_seeds=[-1] * m, start_kind=["image"] * m,
                       settings=settings, scales=scales, factors=factors, seed=seed)
-
-    # one start per (restart, target): ordinary noise, or the precursor's pick
-    pairs = [(r, i) for r in range(restarts) for i in range(m)]
-    seeds = [start_seed(seed, objectives[i], r) for r, i in pairs]
-    kinds = ["noise"] * len(pairs)
+    pairs = [(r, i) for r in range(restarts) for i in range(m)]  # one start per (restart, target)
     if precursor > 1:
-        candidates = torch.cat([precursor_candidates(seed, objectives[i], r, precursor, size, scales, factors)
-                                for r, i in pairs])
-        screen = replace(settings, steps=int(precursor_steps), snapshot_steps=(0,), early_stop=False)
-        screened = run_batched(model, candidates, [objectives[i] for r, i in pairs for _ in range(precursor)],
-                               screen, description="precursor", **run_kw)
-        score = torch.where(screened.reacted, screened.final, torch.full_like(screened.final, -float("inf")))
-        best = score.view(len(pairs), precursor).argmax(dim=1)
-        starts = candidates.view(len(pairs), precursor, *candidates.shape[1:])[torch.arange(len(pairs)), best]
-        for j, k in enumerate(best.tolist()):
-            if k > 0:
-                r, i = pairs[j]
-                seeds[j] = noise_seed(seed, target_key(objectives[i]), r, PRECURSOR_TAG, k)
-                kinds[j] = "precursor"
+        starts, seeds, kinds = _precursor_starts(model, objectives, pairs, settings, seed, precursor, precursor_steps,
+                                                 size, scales, factors, run_kw)
     else:
-        starts = multiscale_noise(len(pairs), size, scales, factors, seeds=seeds)
+        seeds = [start_seed(seed, objectives[i], r) for r, i in pairs]
+        starts, kinds = multiscale_noise(len(pairs), size, scales, factors, seeds=seeds), ["noise"] * len(pairs)
     result = run_batched(model, starts, [objectives[i] for r, i in pairs], settings, description="OIPs", **run_kw)
-
-    # keep the best restart per target (a reacting one if there is any)
-    score = torch.where(result.reacted, result.final, torch.full_like(result.final, -float("inf")))
-    chosen = score.view(restarts, m).argmax(dim=0)
-    columns = chosen * m + torch.arange(m)
+    columns = _best_restart(result, restarts, m)
     return OipRun(
         objectives=objectives, images=result.images[columns], values=result.values[:, columns],
         reacted=result.reacted[columns], steps_used=result.steps_used[columns],
         snapshots={k: v[columns] for k, v in result.snapshots.items()},
-        restart=chosen, start_seeds=[seeds[int(c)] for c in columns], start_kind=[kinds[int(c)] for c in columns],
+        restart=columns // m, start_seeds=[seeds[int(c)] for c in columns], start_kind=[kinds[int(c)] for c in columns],
         settings=settings, scales=scales, factors=factors, restarts=restarts, precursor=precursor,
         precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed,
     )
+
+
+def _reacting_score(result: AscentResult) -> torch.Tensor:
+    """Final values, with -inf for images that did not react (so any reacting one wins)."""
+    return torch.where(result.reacted, result.final, torch.full_like(result.final, -float("inf")))
+
+
+def _best_restart(result: AscentResult, restarts: int, m: int) -> torch.Tensor:
+    """Column of the best restart of each of the m targets (a reacting one if there is any)."""
+    chosen = _reacting_score(result).view(restarts, m).argmax(dim=0)
+    return chosen * m + torch.arange(m)
+
+
+def _precursor_starts(model, objectives, pairs, settings, seed, precursor, precursor_steps, size, scales, factors,
+                      run_kw) -> tuple[torch.Tensor, list[int], list[str]]:
+    """Screen `precursor` candidates per (restart, target) for a few steps; (starts, seeds, kinds) of the winners."""
+    candidates = torch.cat([precursor_candidates(seed, objectives[i], r, precursor, size, scales, factors)
+                            for r, i in pairs])
+    screen = replace(settings, steps=int(precursor_steps), snapshot_steps=(0,), early_stop=False)
+    screened = run_batched(model, candidates, [objectives[i] for r, i in pairs for _ in range(precursor)],
+                           screen, description="precursor", **run_kw)
+    best = _reacting_score(screened).view(len(pairs), precursor).argmax(dim=1)
+    starts = candidates.view(len(pairs), precursor, *candidates.shape[1:])[torch.arange(len(pairs)), best]
+    seeds = [start_seed(seed, objectives[i], r) for r, i in pairs]
+    kinds = ["noise"] * len(pairs)
+    for j, k in enumerate(best.tolist()):
+        if k > 0:
+            r, i = pairs[j]
+            seeds[j] = noise_seed(seed, target_key(objectives[i]), r, PRECURSOR_TAG, k)
+            kinds[j] = "precursor"
+    return starts, seeds, kinds
 
 
 def _image_size(model, objectives: Sequence[O.Objective], size) -> tuple[int, int]:
@@ -338,8 +351,7 @@ def _median_ratio(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 def strongest(run: OipRun) -> int:
     """Index of the reacting target with the highest final value (the first target if none reacted)."""
-    score = torch.where(run.reacted, run.final, torch.full_like(run.final, -float("inf")))
-    return int(score.argmax())
+    return int(torch.where(run.reacted, run.final, torch.full_like(run.final, -float("inf"))).argmax())
 
 
 def tile_text(run: OipRun, index: int, short: bool = True) -> str:

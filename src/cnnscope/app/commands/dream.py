@@ -121,22 +121,30 @@ def settings_from_args(args):
 
 
 def run(args) -> int:
-    from cnnscope import __version__
-    from cnnscope.app.parsing import objective_from_text
-    from cnnscope.data.photos import load_photo
-    from cnnscope.figures.dream import gif_frames, render_panel
-    from cnnscope.files import save_gif, save_image, write_json
-    from cnnscope.nn.checkpoint import load_model
-    from cnnscope.optvis.dream import (
-        DEFAULT_MAP,
-        check_objective,
-        check_sizes,
-        dream,
-    )
-    from cnnscope.runtime import pick_device
+    from cnnscope.optvis.dream import dream
 
     started = time.perf_counter()
-    # everything is checked before anything is written
+    job = prepare(args)  # everything is checked before anything is written
+    if job["photo"].resize_note:
+        print(f"note: {job['photo'].resize_note}")
+    progress = not args.quiet and sys.stderr.isatty()
+    result = dream(job["model"], job["photo"], job["objective"], job["settings"], progress=progress,
+                   on_stage=print_stage, threads=args.threads or None)
+    for note in result.notes:
+        print(f"note: {note}")
+    write_outputs(args, job, result, started)
+    print(f"dream took {result.seconds:.2f} s (total {time.perf_counter() - started:.2f} s)")
+    return 0
+
+
+def prepare(args) -> dict:
+    """Options, model, objective and photo checked; the output paths decided."""
+    from cnnscope.app.parsing import objective_from_text
+    from cnnscope.data.photos import load_photo
+    from cnnscope.nn.checkpoint import load_model
+    from cnnscope.optvis.dream import DEFAULT_MAP, check_objective, check_sizes
+    from cnnscope.runtime import pick_device
+
     if (args.image is None) == (args.sample is None):
         raise UserError("give a photo: IMAGE or --sample flower|china (one of them)")
     settings = settings_from_args(args)
@@ -148,24 +156,27 @@ def run(args) -> int:
     check_sizes(settings, *photo.size)
     source = args.sample or Path(args.image).stem
     paths = output_paths(Path(args.out).expanduser(), file_tag(source, objective.name, settings.mode), args.gif)
-    if photo.resize_note:
-        print(f"note: {photo.resize_note}")
+    return {"settings": settings, "objective": objective, "device": device, "model": model, "photo": photo,
+            "paths": paths}
 
-    def report(stage) -> None:
-        tiles = f", {stage.tiles} tiles" if stage.tiles > 1 else ""
-        print(f"{stage.name} ({stage.size[1]}x{stage.size[0]}{tiles}): objective "
-              f"{stage.value_start:.4g} -> {stage.value_end:.4g} ({stage.seconds:.2f} s)")
 
-    progress = not args.quiet and sys.stderr.isatty()
-    result = dream(model, photo, objective, settings, progress=progress, on_stage=report,
-                   threads=args.threads or None)
-    for note in result.notes:
-        print(f"note: {note}")
+def print_stage(stage) -> None:
+    tiles = f", {stage.tiles} tiles" if stage.tiles > 1 else ""
+    print(f"{stage.name} ({stage.size[1]}x{stage.size[0]}{tiles}): objective "
+          f"{stage.value_start:.4g} -> {stage.value_end:.4g} ({stage.seconds:.2f} s)")
+
+
+def write_outputs(args, job: dict, result, started: float) -> None:
+    """The dreamed photo, the panel, the GIF (with --gif) and the JSON sidecar."""
+    from cnnscope import __version__
+    from cnnscope.figures.dream import gif_frames, render_panel
+    from cnnscope.files import save_gif, save_image, write_json
+
+    photo, paths = job["photo"], job["paths"]
     color = photo.is_color
     image = photo.compose(result.luminance, color=color)
     panel = render_panel(photo, result, color=color)
     frames = gif_frames(photo, result, color=color) if args.gif else None
-
     save_image(paths["result"], image)
     save_image(paths["panel"], panel)
     if frames is not None:
@@ -174,7 +185,7 @@ def run(args) -> int:
         "command": "dream",
         "cnnscope": __version__,
         "model": str(args.model or "default"),
-        "device": str(device),
+        "device": str(job["device"]),
         "input": photo.source,
         "photo_size": list(photo.size),
         "original_size": list(photo.original_size),
@@ -186,5 +197,3 @@ def run(args) -> int:
     })
     listed = ", ".join(str(paths[name]) for name in ("result", "panel", "gif", "json") if name in paths)
     print(f"wrote {listed}")
-    print(f"dream took {result.seconds:.2f} s (total {time.perf_counter() - started:.2f} s)")
-    return 0

@@ -17,7 +17,6 @@ import pytest
 import torch
 
 from cnnscope.app.cli import main
-from cnnscope.app.parsing import parse_normalization
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.nn.checkpoint import load_checkpoint
@@ -26,7 +25,7 @@ from cnnscope.nn.model import CNN, Normalization
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 
-FIXTURES = Path(__file__).parent / "fixtures" / "keras"
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "keras"
 TOLERANCE = 1e-5
 
 # (model file, npz with Keras's outputs)
@@ -157,19 +156,6 @@ def test_cli_per_image_and_force(tmp_path):
     model, _ = load_checkpoint(out)
     assert model.spec.normalization.mode == "per_image"
     assert max(max_differences(model, expected("articles_k3.npz")).values()) < TOLERANCE
-
-
-@pytest.mark.parametrize("text,mode,mean,std", [
-    ("none", "none", 0.0, 1.0),
-    ("per_image", "per_image", 0.0, 1.0),
-    ("per-image", "per_image", 0.0, 1.0),
-    ("global", "global", 0.1307, 0.3081),
-    ("0.5,0.25", "global", 0.5, 0.25),
-    ("0,0.00392156862745098", "global", 0.0, 1 / 255),
-])
-def test_parse_normalization(text, mode, mean, std):
-    normalization = parse_normalization(text)
-    assert (normalization.mode, normalization.mean, normalization.std) == (mode, pytest.approx(mean), pytest.approx(std))
 
 
 # ---- errors ----------------------------------------------------------------------------------
