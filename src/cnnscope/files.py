@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from cnnscope.errors import UserError
@@ -95,12 +95,25 @@ def check_output_folder(folder: Path) -> Path:
     return folder
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_hex(chunks: Iterable[bytes]) -> str:
+    """The SHA-256 of the concatenated `chunks`, as 64 hex digits: the one hash of the library.
+
+    Args:
+        chunks: byte strings, hashed in order (a file's blocks, arrays' bytes, encoded text).
+
+    Returns:
+        The hex digest.
+    """
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
+    for chunk in chunks:
+        digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes (read in 1 MiB blocks), as 64 hex digits."""
+    with open(path, "rb") as handle:
+        return sha256_hex(iter(lambda: handle.read(1 << 20), b""))
 
 
 def _format_for(path: Path) -> str:

@@ -10,7 +10,6 @@ data set (`MNIST_CONTENT_SHA256`), so a corrupt or tampered file is reported, ne
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import os
 import pickle
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnscope.errors import DataError, check_choice
-from cnnscope.files import atomic_path, sha256_file
+from cnnscope.files import atomic_path, sha256_hex
 
 # SHA-256 over the bytes of train images, train labels, test images, test labels
 # (uint8, C order, official order: 60000 train then 10000 test).
@@ -69,10 +68,9 @@ def cnnscope_home() -> Path:
 
 
 def content_sha256(train_x, train_y, test_x, test_y) -> str:
-    digest = hashlib.sha256()
-    for array in (train_x, train_y, test_x, test_y):
-        digest.update(np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-    return digest.hexdigest()
+    """The SHA-256 over the four arrays' bytes (uint8, C order), compared with `MNIST_CONTENT_SHA256`."""
+    arrays = (train_x, train_y, test_x, test_y)
+    return sha256_hex(np.ascontiguousarray(array, dtype=np.uint8).tobytes() for array in arrays)
 
 
 def load_mnist(
@@ -324,7 +322,7 @@ def download_mnist(home: Path, urls: dict | None = None, npz_sha256: str = KERAS
     for url in urls.get("npz", ()):
         try:
             data = fetch(url)
-            actual = hashlib.sha256(data).hexdigest()
+            actual = sha256_hex([data])
             if actual != npz_sha256:
                 raise DataError(f"{url}: SHA-256 mismatch (expected {npz_sha256[:12]}..., got {actual[:12]}...)")
             target = home / "downloads" / "mnist.npz"
@@ -344,7 +342,3 @@ def download_mnist(home: Path, urls: dict | None = None, npz_sha256: str = KERAS
         except (DataError, OSError, EOFError) as exc:
             problems.append(str(exc))
     raise DataError("could not download MNIST: " + " | ".join(problems or ["no URLs"]))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    return sha256_file(path)
