@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/web_speed.py [--model DIR] [--updates 200] [--threads 1]
 
 A drawing update is what the server does for one POST /api/draw: parse and check the body,
-convert the canvas the MNIST way (`preprocess.mnist_style`), one forward pass with the
+convert the canvas the MNIST way (`data.images.mnist_style`), one forward pass with the
 outputs of every conv/pool/dense layer, and encode the JSON answer (`Explorer.draw_response`).
 The canvases are a real stroke growing point by point (200 updates = 200 prefixes of it).
 The baseline is a bare forward pass of one image, measured in the same run; the ratios are
@@ -81,7 +81,8 @@ def http_round_trips(model, config, mnist, cache, bodies, picks):
     """Round-trip times of drawing updates and cached OIPs through a real server."""
     import httpx
 
-    from cnnscope.app.explorer import ServerThread, create_app
+    from cnnscope.app.explorer.server import ServerThread
+    from cnnscope.app.explorer.web import create_app
 
     app = create_app(model, config, mnist, cache)
     draw, oip, png = [], [], []
@@ -112,7 +113,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as `cnnscope explore`)")
     args = parser.parse_args()
 
-    from cnnscope.app.explorer import Explorer, decode_canvas
+    from cnnscope.app.explorer.decoding import decode_canvas
+    from cnnscope.app.explorer.explorer import Explorer
     from cnnscope.data.images import mnist_style
     from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.nn.checkpoint import load_model

@@ -26,7 +26,9 @@ def main() -> None:
     import numpy as np
     from playwright.sync_api import sync_playwright
 
-    from cnnscope.app.explorer import LOOPBACK_HOSTS, ServerThread, create_app
+    from cnnscope.app.explorer.hosts import LOOPBACK_HOSTS
+    from cnnscope.app.explorer.server import ServerThread
+    from cnnscope.app.explorer.web import create_app
     from cnnscope.data.mnist import load_mnist_for_model
     from cnnscope.nn.checkpoint import load_model
 

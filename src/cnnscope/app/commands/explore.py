@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.explorer.hosts import LOOPBACK_HOSTS, is_loopback
 
 NAME = "explore"
 ORDER = 60
 HELP = "start the interactive explorer: draw a digit and watch every layer respond (local web page)"
-LOOPBACK_NAMES = ("localhost",)
 
 
 def add_arguments(parser) -> None:
@@ -27,26 +25,16 @@ def add_arguments(parser) -> None:
                         help="torch threads (default 1: fastest for one-image updates on a busy machine)")
 
 
-def is_loopback(host: str) -> bool:
-    if host.lower() in LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_arguments(args) -> None:
     """UserError for a bad port, a remote bind without --allow-remote, or a bad thread count."""
-    from cnnscope.errors import UserError
+    from cnnscope.errors import UserError, check_whole
 
     if not 0 <= args.port <= 65535:
         raise UserError(f"port must be 0..65535, got {args.port}")
     if not is_loopback(args.host) and not args.allow_remote:
         raise UserError(f"refusing to bind {args.host!r}: the explorer has no login; "
                         "use 127.0.0.1 (default) or pass --allow-remote to expose it on your network")
-    if args.threads < 1:
-        raise UserError(f"threads must be >= 1, got {args.threads}")
+    check_whole("threads", args.threads, minimum=1)
 
 
 def run(args) -> int:
@@ -54,7 +42,8 @@ def run(args) -> int:
     try:
         import uvicorn
 
-        from cnnscope.app.explorer import LOOPBACK_HOSTS, bind_socket, create_app
+        from cnnscope.app.explorer.server import bind_socket
+        from cnnscope.app.explorer.web import create_app
     except ImportError:
         from cnnscope.errors import UserError
 

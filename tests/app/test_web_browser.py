@@ -18,12 +18,10 @@ pytest.importorskip("uvicorn")
 sync_api = pytest.importorskip("playwright.sync_api")
 
 from cnnscope.app.cli import main  # noqa: E402
-from cnnscope.app.explorer import (  # noqa: E402
-    LOOPBACK_HOSTS,
-    OipSettings,
-    ServerThread,
-    create_app,
-)
+from cnnscope.app.explorer.hosts import LOOPBACK_HOSTS  # noqa: E402
+from cnnscope.app.explorer.oips import OipSettings  # noqa: E402
+from cnnscope.app.explorer.server import ServerThread  # noqa: E402
+from cnnscope.app.explorer.web import create_app  # noqa: E402
 from cnnscope.nn.checkpoint import load_checkpoint  # noqa: E402
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -20,16 +20,11 @@ fastapi = pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from cnnscope.app.cli import main  # noqa: E402
-from cnnscope.app.explorer import (  # noqa: E402
-    LOOPBACK_HOSTS,
-    MAX_BODY_BYTES,
-    OipSettings,
-    ServerThread,
-    create_app,
-    decode_canvas,
-    host_name,
-    weights_hash,
-)
+from cnnscope.app.explorer.decoding import MAX_BODY_BYTES, decode_canvas  # noqa: E402
+from cnnscope.app.explorer.hosts import LOOPBACK_HOSTS, host_name, is_loopback  # noqa: E402
+from cnnscope.app.explorer.oips import OipSettings, weights_hash  # noqa: E402
+from cnnscope.app.explorer.server import ServerThread, bind_socket  # noqa: E402
+from cnnscope.app.explorer.web import create_app  # noqa: E402
 from cnnscope.data.images import mnist_style  # noqa: E402
 from cnnscope.data.mnist import to_tensor  # noqa: E402
 from cnnscope.nn.checkpoint import load_checkpoint  # noqa: E402
@@ -366,7 +361,7 @@ def test_drawing_is_answered_while_an_oip_is_being_computed(live_server, mnist):
     (["--host", "0.0.0.0"], "--allow-remote"),
     (["--host", "192.168.1.5"], "--allow-remote"),
     (["--port", "70000"], "port must be 0..65535"),
-    (["--threads", "0"], "threads must be >= 1"),
+    (["--threads", "0"], "--threads: threads must be a whole number >= 1, got 0"),
 ])
 def test_explore_refuses_bad_options_in_one_line(argv, words, capsys, small_model_dir):
     assert main(["explore", "--model", str(small_model_dir), *argv]) == 2
@@ -381,8 +376,6 @@ def test_explore_without_a_model_says_how_to_get_one(capsys, tmp_path):
 
 
 def test_loopback_detection():
-    from cnnscope.app.commands.explore import is_loopback
-
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("127.0.0.2")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.1") and not is_loopback("example.org")
 
@@ -408,8 +401,6 @@ def test_explore_command_serves_the_page_and_prints_the_url(small_model_dir, cnn
 
 def test_explore_on_a_busy_port_is_a_one_line_error(capsys, small_model_dir):
     import socket
-
-    from cnnscope.app.explorer import bind_socket
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
