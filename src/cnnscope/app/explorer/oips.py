@@ -1,0 +1,148 @@
+"""The explorer's OIPs: how they are computed (`OipSettings`), the OIPs of some maps of a layer
+(with the OIP engine, `optvis.oip.find_oips`), and their cache on disk, one folder per model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnscope import __version__
+from cnnscope.app.explorer.decoding import RequestError
+from cnnscope.app.explorer.encoding import COLORMAP
+from cnnscope.files import save_image, sha256_hex, write_json
+from cnnscope.nn.model import CNN
+
+OIP_SCALE = 4  # OIP pictures are stored upscaled (nearest) 4x: 112x112
+
+
+@dataclass(frozen=True)
+class OipSettings:
+    """How the explorer computes a map's OIP with `oip.find_oips` (part of the cache key).
+
+    `restarts` noise starts per map, best kept; `precursor` long-range candidates per start are
+    screened for `precursor_steps` steps first (the articles' "precursor"), which wakes up maps
+    that stay at zero from plain noise.
+    """
+
+    steps: int = 300
+    restarts: int = 2
+    precursor: int = 8
+    precursor_steps: int = 20
+    seed: int = 0
+
+    def key(self) -> str:
+        """12 hex digits naming these settings (and the cnnscope version) in cache file names."""
+        text = json.dumps({**asdict(self), "cnnscope": __version__}, sort_keys=True)
+        return sha256_hex([text.encode()])[:12]
+
+
+def weights_hash(model: CNN) -> str:
+    """SHA-256 over the model's spec and weights (names, shapes, dtypes and bytes)."""
+    return sha256_hex(_spec_and_weight_bytes(model))
+
+
+def _spec_and_weight_bytes(model: CNN):
+    yield json.dumps(model.spec.to_dict(), sort_keys=True).encode()
+    for name, tensor in sorted(model.state_dict().items()):
+        array = tensor.detach().to("cpu").contiguous().numpy()
+        yield f"{name}:{array.dtype}:{array.shape}".encode()
+        yield array.tobytes()
+
+
+@dataclass
+class MapOip:
+    """The OIP of one map, ready for the page."""
+
+    picture: np.ndarray  # H x W x 3 uint8, contrast-enhanced, colour-mapped, upscaled
+    value: float  # the map's mean activation reached
+    reacted: bool
+    steps_used: int
+    start: str  # "noise" or "precursor" (a long-range candidate won)
+
+
+def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings) -> list[MapOip]:
+    """OIPs of some maps of a layer with the OIP engine (`oip.find_oips`, all maps in one batch).
+
+    Starts are seeded by the map, not its place in the batch, so a map computed alone or within
+    a zoo chunk gets the same picture.
+
+    Args:
+        model: the network.
+        layer: a conv, pool or dense layer of `model`.
+        maps: map (or node) indices of `layer`, already checked.
+        settings: steps, restarts, precursor search and seed.
+
+    Returns:
+        One `MapOip` per map, in the order of `maps`.
+    """
+    from cnnscope.figures.render import colorize, enhance_contrast, upscale
+    from cnnscope.optvis.ascent import AscentSettings
+    from cnnscope.optvis.oip import find_oips, map_objectives
+
+    run = find_oips(model, map_objectives(model, layer, maps), AscentSettings(steps=settings.steps, snapshot_steps=()),
+                    restarts=settings.restarts, precursor=settings.precursor,
+                    precursor_steps=settings.precursor_steps, seed=settings.seed)
+    out = []
+    for i in range(len(maps)):
+        image = run.images[i, 0].detach().cpu().numpy()
+        picture = upscale(colorize(enhance_contrast(image), COLORMAP, 0.0, 1.0), OIP_SCALE)
+        out.append(MapOip(picture, round(float(run.final[i]), 5), bool(run.reacted[i]), int(run.steps_used[i]),
+                          run.start_kind[i]))
+    return out
+
+
+class OipCache:
+    """OIP pictures (PNG) and records (JSON) of one model on disk; the callers check layers and maps.
+
+    Files are named by the server from checked values only: `<folder>/<layer>/<map>-<settings key>`.
+    """
+
+    def __init__(self, folder: str | Path, settings: OipSettings, weights: str):
+        self.folder = Path(folder)
+        self.settings = settings
+        self.weights = weights
+
+    def paths(self, layer: str, index: int) -> tuple[Path, Path]:
+        """The picture and record files of one map's OIP."""
+        stem = self.folder / layer / f"{index:04d}-{self.settings.key()}"
+        return stem.with_suffix(".png"), stem.with_suffix(".json")
+
+    def url(self, layer: str, index: int) -> str:
+        """The picture's URL, versioned by model and settings (so the browser may cache it)."""
+        return f"/api/oip/{layer}/{index}/image.png?v={self.weights[:8]}{self.settings.key()}"
+
+    def read(self, layer: str, index: int) -> dict | None:
+        """The stored record of a map's OIP with its URL, or None if it is not (fully) stored."""
+        png, sidecar = self.paths(layer, index)
+        if not (png.exists() and sidecar.exists()):
+            return None
+        try:
+            record = json.loads(sidecar.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return {**record, "url": self.url(layer, index), "cached": True}
+
+    def store(self, layer: str, maps: list[int], results: list[MapOip], seconds: float) -> dict[int, dict]:
+        """Write freshly computed OIPs (one batch that took `seconds`); their records by map."""
+        records = {}
+        for index, result in zip(maps, results, strict=True):
+            png, sidecar = self.paths(layer, index)
+            save_image(png, result.picture)
+            record = {"layer": layer, "map": index, "value": result.value, "reacted": result.reacted,
+                      "steps_used": result.steps_used, "start": result.start, "seconds": round(seconds / len(maps), 4),
+                      "batch_seconds": round(seconds, 4), "batch_size": len(maps),
+                      "settings": asdict(self.settings), "weights": self.weights,
+                      "cnnscope": __version__}
+            write_json(sidecar, record)
+            records[index] = {**record, "url": self.url(layer, index), "cached": False}
+        return records
+
+    def picture(self, layer: str, index: int) -> bytes:
+        """The PNG bytes of a stored OIP; RequestError 404 until it is computed."""
+        png, _ = self.paths(layer, index)
+        if not png.exists():
+            raise RequestError(f"no OIP computed yet for {layer} map {index}; POST /api/oip/{layer} first", 404)
+        return png.read_bytes()
