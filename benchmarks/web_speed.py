@@ -106,6 +106,78 @@ def http_round_trips(model, config, mnist, cache, bodies, picks):
     return draw, oip, png
 
 
+PICKS = [("Conv2D_1", 3), ("Max_Pool_1", 7), ("Conv2D_2", 11), ("Max_Pool_2", 20), ("Conv2D_3", 40),
+         ("Conv2D_3", 77), ("Dense_1", 5), ("Dense_2", 2), ("Dense_2", 8)]  # maps whose OIPs are timed
+
+
+def drawing_updates(explorer, model, x, bodies, canvases) -> float:
+    """Times drawing updates against a bare forward pass; returns the baseline (median seconds)."""
+    from cnnscope.app.explorer.decoding import decode_canvas
+    from cnnscope.data.images import mnist_style
+
+    forward, convert, full, sizes = [], [], [], []
+    for body, canvas in zip(bodies, canvases, strict=True):
+        with torch.no_grad():
+            forward.append(timed(model, x)[0])
+        convert.append(timed(mnist_style, canvas)[0])
+        seconds, answer = timed(explorer.draw_response, body)
+        full.append(seconds)
+        sizes.append(len(answer))
+    baseline = statistics.median(forward)
+    print(f"\nDrawing updates ({len(bodies)}, a stroke growing point by point; answer {statistics.median(sizes) / 1024:.0f} KB JSON):")
+    describe("bare forward pass, 1 image (baseline)", forward)
+    describe("mnist_style conversion of a 280x280 canvas", convert, baseline)
+    describe("full update: parse+convert+forward+encode", full, baseline)
+    decode = [timed(decode_canvas, b)[0] for b in bodies[:50]]
+    describe("  of which body parse + checks", decode, baseline)
+    print(f"  target < 50 ms median: {'MET' if statistics.median(full) < 0.05 else 'MISSED'} "
+          f"({0.05 / statistics.median(full):.0f}x under the limit)")
+    return baseline
+
+
+def first_and_cached_oips(explorer) -> None:
+    """Times each picked map's first OIP (computed) and ten more (from the cache)."""
+    first, cached, png = [], [], []
+    print(f"\nOIPs of single maps ({explorer.oip_settings.steps} steps x {explorer.oip_settings.restarts} restarts, one batch):")
+    for layer, index in PICKS:
+        seconds, answer = timed(explorer.oip, layer, [index])
+        record = answer["oips"][0]
+        assert record["cached"] is False
+        first.append(seconds)
+        print(f"  first  {layer:>10}:{index:<3} {seconds * 1000:7.0f} ms  value {record['value']:9.3f}  "
+              f"reacted {record['reacted']}")
+        for _ in range(10):
+            seconds, answer = timed(explorer.oip, layer, [index])
+            assert answer["oips"][0]["cached"] is True
+            cached.append(seconds)
+            png.append(timed(explorer.oip_png, layer, index)[0])
+    describe("first OIP of a map (compute + write PNG/JSON)", first)
+    describe("OIP from the cache (record)", cached)
+    describe("OIP picture from the cache (PNG bytes)", png)
+    print(f"  first OIP: max {max(first):.2f} s; first/cached median ratio {statistics.median(first) / statistics.median(cached):.0f}x")
+    print(f"  targets: first < 2 s {'MET' if max(first) < 2 else 'MISSED'} (max), "
+          f"cached < 50 ms {'MET' if statistics.median(cached) < 0.05 else 'MISSED'} (median)")
+
+
+def drawing_during_a_zoo_chunk(explorer, bodies, baseline: float) -> None:
+    """Times drawing updates while a 32-map OIP batch is computed in another thread."""
+    zoo_seconds = {}
+
+    def zoo_chunk():
+        zoo_seconds["t"] = timed(explorer.oip, "Conv2D_3", list(range(96, 128)))[0]
+
+    worker = threading.Thread(target=zoo_chunk)
+    worker.start()
+    during = []
+    k = 0
+    while worker.is_alive():
+        during.append(timed(explorer.draw_response, bodies[k % len(bodies)])[0])
+        k += 1
+    worker.join()
+    print(f"\nDrawing while a 32-map Conv2D_3 zoo chunk is computed in another thread ({zoo_seconds['t']:.1f} s):")
+    describe("full update during the OIP computation", during, baseline)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint folder (default: the default model)")
@@ -113,9 +185,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1, as `cnnscope explore`)")
     args = parser.parse_args()
 
-    from cnnscope.app.explorer.decoding import decode_canvas
     from cnnscope.app.explorer.explorer import Explorer
-    from cnnscope.data.images import mnist_style
     from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.nn.checkpoint import load_model
 
@@ -137,72 +207,14 @@ def main() -> None:
             model(x)
         explorer.draw_response(bodies[-1])
 
-    # ---- drawing updates -------------------------------------------------------------------
-    forward, convert, full, sizes = [], [], [], []
-    for body, canvas in zip(bodies, canvases, strict=True):
-        with torch.no_grad():
-            forward.append(timed(model, x)[0])
-        convert.append(timed(mnist_style, canvas)[0])
-        seconds, answer = timed(explorer.draw_response, body)
-        full.append(seconds)
-        sizes.append(len(answer))
-    baseline = statistics.median(forward)
-    print(f"\nDrawing updates ({args.updates}, a stroke growing point by point; answer {statistics.median(sizes) / 1024:.0f} KB JSON):")
-    describe("bare forward pass, 1 image (baseline)", forward)
-    describe("mnist_style conversion of a 280x280 canvas", convert, baseline)
-    describe("full update: parse+convert+forward+encode", full, baseline)
-    decode = [timed(decode_canvas, b)[0] for b in bodies[:50]]
-    describe("  of which body parse + checks", decode, baseline)
-    print(f"  target < 50 ms median: {'MET' if statistics.median(full) < 0.05 else 'MISSED'} "
-          f"({0.05 / statistics.median(full):.0f}x under the limit)")
-
-    # ---- OIPs: first computation and from the cache -----------------------------------------
-    picks = [("Conv2D_1", 3), ("Max_Pool_1", 7), ("Conv2D_2", 11), ("Max_Pool_2", 20), ("Conv2D_3", 40),
-             ("Conv2D_3", 77), ("Dense_1", 5), ("Dense_2", 2), ("Dense_2", 8)]
-    first, cached, png = [], [], []
-    print(f"\nOIPs of single maps ({explorer.oip_settings.steps} steps x {explorer.oip_settings.restarts} restarts, one batch):")
-    for layer, index in picks:
-        seconds, answer = timed(explorer.oip, layer, [index])
-        record = answer["oips"][0]
-        assert record["cached"] is False
-        first.append(seconds)
-        print(f"  first  {layer:>10}:{index:<3} {seconds * 1000:7.0f} ms  value {record['value']:9.3f}  "
-              f"reacted {record['reacted']}")
-        for _ in range(10):
-            seconds, answer = timed(explorer.oip, layer, [index])
-            assert answer["oips"][0]["cached"] is True
-            cached.append(seconds)
-            png.append(timed(explorer.oip_png, layer, index)[0])
-    describe("first OIP of a map (compute + write PNG/JSON)", first)
-    describe("OIP from the cache (record)", cached)
-    describe("OIP picture from the cache (PNG bytes)", png)
-    print(f"  first OIP: max {max(first):.2f} s; first/cached median ratio {statistics.median(first) / statistics.median(cached):.0f}x")
-    print(f"  targets: first < 2 s {'MET' if max(first) < 2 else 'MISSED'} (max), "
-          f"cached < 50 ms {'MET' if statistics.median(cached) < 0.05 else 'MISSED'} (median)")
-
-    # ---- the same through HTTP (uvicorn on loopback, httpx client) -----------------------------
-    http_draw, http_oip, http_png = http_round_trips(model, config, mnist, cache, bodies, picks)
+    baseline = drawing_updates(explorer, model, x, bodies, canvases)
+    first_and_cached_oips(explorer)
+    http_draw, http_oip, http_png = http_round_trips(model, config, mnist, cache, bodies, PICKS)
     print("\nThrough HTTP (uvicorn on 127.0.0.1, httpx keep-alive client; includes the client's own time):")
     describe("POST /api/draw round trip", http_draw, baseline)
     describe("POST /api/oip (cached) round trip", http_oip)
     describe("GET OIP PNG (cached) round trip", http_png)
-
-    # ---- drawing while a zoo chunk is computed -------------------------------------------------
-    zoo_seconds = {}
-
-    def zoo_chunk():
-        zoo_seconds["t"] = timed(explorer.oip, "Conv2D_3", list(range(96, 128)))[0]
-
-    worker = threading.Thread(target=zoo_chunk)
-    worker.start()
-    during = []
-    k = 0
-    while worker.is_alive():
-        during.append(timed(explorer.draw_response, bodies[k % len(bodies)])[0])
-        k += 1
-    worker.join()
-    print(f"\nDrawing while a 32-map Conv2D_3 zoo chunk is computed in another thread ({zoo_seconds['t']:.1f} s):")
-    describe("full update during the OIP computation", during, baseline)
+    drawing_during_a_zoo_chunk(explorer, bodies, baseline)
 
 
 if __name__ == "__main__":
