@@ -118,16 +118,15 @@ def from_dataset(mnist, index: int, which: str = "test") -> torch.Tensor:
 
 
 def from_file(path: str | os.PathLike, size: int | tuple[int, int] | None = 28) -> torch.Tensor:
-    """A picture file as a grey 1 x 1 x H x W standardised start; resized to `size` (None keeps its size)."""
-    from PIL import Image, UnidentifiedImageError
+    """A picture file as a grey 1 x 1 x H x W standardised start; resized to `size` (None keeps its size).
 
-    try:
-        with Image.open(path) as picture:
-            grey = picture.convert("L")
-    except FileNotFoundError:
-        raise UserError(f"start image {path} not found") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"start image {path} is not a readable picture: {exc}") from None
+    The file is opened by `data.images.load_image_file`, with its size and safety checks.
+    """
+    from PIL import Image
+
+    from cnnscope.data.images import load_image_file
+
+    grey = load_image_file(path).convert("L")
     if size is not None:
         height, width = _size(size)
         grey = grey.resize((width, height), Image.BICUBIC)
