@@ -62,7 +62,7 @@ def train_setups() -> list[dict]:
 
 def _chosen() -> dict:
     from cnnscope.runtime import default_threads
-    from cnnscope.training.loop import TrainSettings
+    from cnnscope.training.settings import TrainSettings
 
     settings = TrainSettings()
     return {"format": "channels_last" if settings.channels_last else "contiguous", "batch": settings.batch_size,
@@ -80,7 +80,8 @@ def worker(setup: dict) -> float:
     import torch.nn.functional as F
 
     from cnnscope.data.mnist import load_mnist, to_tensor
-    from cnnscope.training.loop import TrainSettings, new_model
+    from cnnscope.training.settings import TrainSettings
+    from cnnscope.training.state import new_model
 
     if setup["threads"]:
         torch.set_num_threads(setup["threads"])
@@ -146,7 +147,8 @@ def train_recipe(recipe: str, threads: int | None) -> dict:
     from dataclasses import replace
 
     from cnnscope.data.mnist import load_mnist
-    from cnnscope.training.loop import recipe_settings, train
+    from cnnscope.training.loop import train
+    from cnnscope.training.settings import recipe_settings
 
     settings = replace(recipe_settings(recipe), threads=threads)
     started = time.perf_counter()

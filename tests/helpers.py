@@ -6,7 +6,15 @@ import io
 import struct
 import zlib
 
+import torch
 from PIL import Image
+
+from cnnscope.training.settings import TrainSettings
+
+# a training run of seconds: 3000 real training images, 1000 test images, two epochs
+TINY_TRAINING = TrainSettings(recipe="custom", epochs=2, batch_size=64, optimizer="adam", lr=2e-3,
+                              schedule="onecycle", train_images=3000, test_images=1000)
+QUIET = {"progress": False, "log": lambda line: None}  # no progress bar, no log lines
 
 
 def png_with_size(width: int, height: int) -> bytes:
@@ -17,3 +25,8 @@ def png_with_size(width: int, height: int) -> bytes:
     data[16:20], data[20:24] = struct.pack(">I", width), struct.pack(">I", height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     return bytes(data)
+
+
+def flat_weights(model: torch.nn.Module) -> torch.Tensor:
+    """All parameters of `model` in one flat tensor (to compare two models bit for bit)."""
+    return torch.cat([p.detach().flatten() for p in model.parameters()])

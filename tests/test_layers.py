@@ -33,7 +33,7 @@ def imported_packages(path: Path) -> set[str]:
 
 # offences being moved out by the restructure (issue 11); this set only shrinks, to empty
 PENDING = {
-    "analysis/evaluation.py imports cnnscope.app", "figures/inspection.py imports cnnscope.app", "training/loop.py imports cnnscope.app",
+    "analysis/evaluation.py imports cnnscope.app", "figures/inspection.py imports cnnscope.app",
 }
 
 

@@ -50,7 +50,8 @@ def compute(model, mnist) -> dict:
     from cnnscope.optvis.ascent import AscentSettings
     from cnnscope.optvis.dream import DreamSettings, dream
     from cnnscope.optvis.oip import dataset_max, find_oips, logit_objectives, map_objectives
-    from cnnscope.training.loop import TrainSettings, train
+    from cnnscope.training.loop import train
+    from cnnscope.training.settings import TrainSettings
 
     out: dict[str, list[float]] = {}
     previous = torch.get_num_threads()

@@ -1,7 +1,9 @@
-"""Checkpoints: `model.safetensors` (weights) + `config.json` (spec, data split, recipe, metrics).
+"""Checkpoints: `model.safetensors` (weights) + `config.json` (spec, data split, recipe, metrics),
+and the files a training run keeps next to them: the resume state and the initial weights.
 
 No pickles: weights are safetensors, everything else is JSON. Both files are written
-atomically, config last, so a folder with a config always has matching weights.
+atomically, config last, so a folder with a config always has matching weights. The training
+files hold plain tensors and a JSON dict; the training package gives them their meaning.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ from cnnscope.nn.model import CNN, ModelSpec
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 FORMAT = "cnnscope-checkpoint/1"
+TRAIN_STATE = "train_state.safetensors"
+TRAIN_STATE_FORMAT = "cnnscope-train-state/1"
+INITIAL_WEIGHTS = "initial.safetensors"
+INITIAL_WEIGHTS_FORMAT = "cnnscope-initial-weights/1"
 
 
 def library_versions() -> dict[str, str]:
@@ -98,3 +104,76 @@ def load_model(path: str | os.PathLike | None = None, device: torch.device | str
         if not (Path(path) / CONFIG).exists():
             raise CheckpointError(f"no trained model at {path}; run `cnnscope train` (or `make demo`) first, or pass --model DIR")
     return load_checkpoint(path, device)
+
+
+# ---- the files of a training run -------------------------------------------------------------
+
+
+def save_train_state(directory: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    """Write a training run's resume state into `directory`, atomically.
+
+    Args:
+        directory: the run's checkpoint folder.
+        tensors: every tensor of the state (weights, optimizer moments), by name.
+        meta: everything else; must be JSON-serialisable.
+
+    Returns:
+        The path of the written file.
+    """
+    tensors = {name: value.detach().cpu().contiguous() for name, value in tensors.items()}
+    path = Path(directory) / TRAIN_STATE
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": TRAIN_STATE_FORMAT, "meta": json.dumps(meta)})
+    return path
+
+
+def read_train_state(directory: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
+    """The tensors and the metadata dict saved by `save_train_state`; a CheckpointError if the file
+    is missing, corrupt or not a cnnscope training state."""
+    path = Path(directory) / TRAIN_STATE
+    if not path.exists():
+        raise CheckpointError(f"no training state in {directory}: {TRAIN_STATE} is missing")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        if metadata.get("format") != TRAIN_STATE_FORMAT:
+            raise CheckpointError(f"{path} is not a cnnscope training state")
+        meta = json.loads(metadata["meta"])
+        tensors = load_file(str(path))
+    except CheckpointError:
+        raise
+    except (SafetensorError, OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"training state {path} is corrupt: {_first_line(exc)}") from None
+    return tensors, meta
+
+
+def discard_train_state(directory: str | os.PathLike) -> None:
+    """Remove the resume state in `directory`, if there is one (a new run voids it)."""
+    (Path(directory) / TRAIN_STATE).unlink(missing_ok=True)
+
+
+def save_initial_weights(directory: str | os.PathLike, weights: dict[str, torch.Tensor]) -> Path:
+    """Write the weights a run started from into `directory`, atomically (for a later reset)."""
+    weights = {name: value.detach().cpu().contiguous() for name, value in weights.items()}
+    path = Path(directory) / INITIAL_WEIGHTS
+    with atomic_path(path) as tmp:
+        save_file(weights, str(tmp), metadata={"format": INITIAL_WEIGHTS_FORMAT})
+    return path
+
+
+def read_initial_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights saved by `save_initial_weights`; a CheckpointError if missing or corrupt."""
+    path = Path(directory) / INITIAL_WEIGHTS
+    if not path.exists():
+        raise CheckpointError(f"no initial weights in {directory}: {INITIAL_WEIGHTS} is missing "
+                              "(it is written when a run starts)")
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"initial weights {path} are corrupt: {exc}") from None
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

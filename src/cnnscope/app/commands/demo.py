@@ -24,15 +24,20 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    from cnnscope.app.commands.train import CurvesWriter
     from cnnscope.app.report import ReportContext, build_report
     from cnnscope.data.mnist import load_mnist_for_model
-    from cnnscope.nn.checkpoint import load_model
+    from cnnscope.nn.checkpoint import default_model_dir, load_model
     from cnnscope.runtime import pick_device
-    from cnnscope.training.loop import ensure_default_model
+    from cnnscope.training.runs import ensure_default_model
 
     started = time.perf_counter()
     device = pick_device(args.device)
-    model_dir = Path(args.model) if args.model else ensure_default_model(log=print, data=args.data, device=device)
+    if args.model:
+        model_dir = Path(args.model)
+    else:
+        model_dir = ensure_default_model(log=print, data=args.data, device=device,
+                                         callbacks=[CurvesWriter(default_model_dir())])
     model, config = load_model(model_dir, device=device)
     mnist = load_mnist_for_model(config, args.data)
     out = Path(args.out).expanduser()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
 from cnnscope.app.commands import add_data_option, add_device_option
 
 NAME = "train"
+CURVES = "curves.png"
 ORDER = 10
 HELP = "train the CNN on MNIST (recipes default|seed|best, or your own settings)"
 DESCRIPTION = (
@@ -28,7 +30,14 @@ OVERRIDES = {
 
 
 def add_arguments(parser) -> None:
-    from cnnscope.training.loop import AUGMENTATIONS, INITS, OPTIMIZERS, RECIPES, SCHEDULES, SPLITS
+    from cnnscope.training.settings import (
+        AUGMENTATIONS,
+        INITS,
+        OPTIMIZERS,
+        RECIPES,
+        SCHEDULES,
+        SPLITS,
+    )
 
     parser.add_argument("--recipe", default="default", help=f"starting settings: {', '.join(RECIPES)} (default: default)")
     parser.add_argument("--out", default=None, metavar="DIR",
@@ -67,7 +76,7 @@ def add_arguments(parser) -> None:
 
 
 def settings_from_args(args):
-    from cnnscope.training.loop import recipe_settings
+    from cnnscope.training.settings import recipe_settings
 
     settings = recipe_settings(args.recipe)
     changes = {field: getattr(args, option) for option, field in OVERRIDES.items() if getattr(args, option) is not None}
@@ -80,7 +89,7 @@ def run(args) -> int:
     from cnnscope.errors import UserError
     from cnnscope.nn.checkpoint import default_model_dir
     from cnnscope.runtime import pick_device
-    from cnnscope.training.loop import run_training
+    from cnnscope.training.runs import run_training
 
     out = Path(args.out).expanduser() if args.out else default_model_dir()
     device = pick_device(args.device)
@@ -93,12 +102,32 @@ def run(args) -> int:
             names = ", ".join("--" + name.replace("_", "-") for name in ignored) or "--recipe"
             raise UserError(f"--resume continues with the stored settings; only --epochs may change (got {names})")
         state = run_training(None, out, data=args.data, resume=True, epochs=changes.get("epochs"),
-                             device=device, progress=not args.no_progress)
+                             device=device, progress=not args.no_progress, callbacks=[CurvesWriter(out)])
     else:
         state = run_training(settings, out, data=args.data, reset=args.reset, device=device,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, callbacks=[CurvesWriter(out)])
     if state.history:
         last = state.history[-1]
         print(f"done: test accuracy {100 * last.test_accuracy:.2f}% after {state.epoch} epochs, "
               f"{state.train_seconds:.0f} s of training; checkpoint in {out}")
     return 0
+
+
+class CurvesWriter:
+    """An epoch callback for `train` (the hooks of `cnnscope.training.loop.EpochCallback`) that
+    redraws curves.png in a checkpoint folder after every epoch."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+
+    def on_begin(self, state) -> None:
+        pass
+
+    def on_epoch_end(self, state, record) -> None:
+        from cnnscope.figures.training import curves_figure
+        from cnnscope.files import save_figure
+
+        save_figure(self.folder / CURVES, curves_figure(state.history, state.settings))
+
+    def on_end(self, state) -> None:
+        pass

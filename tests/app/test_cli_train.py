@@ -58,6 +58,16 @@ def test_bad_train_options(args, message, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_train_writes_the_checkpoint_the_curves_and_the_metrics(tmp_path, capsys):
+    out = tmp_path / "model"
+    code, stdout, _ = run_cli(["train", "--out", str(out), "--epochs", "1", "--train-images", "300",
+                               "--test-images", "200", "--no-progress"], capsys)
+    assert code == 0 and "done: test accuracy" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "curves.png", "initial.safetensors",
+                                                     "metrics.csv", "model.safetensors", "train_state.safetensors"]
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_output_folder_that_is_a_file_is_refused(tmp_path, capsys):
     (tmp_path / "taken").write_text("a file")
     code, _, err = run_cli(["train", "--out", str(tmp_path / "taken"), "--no-progress"], capsys)
