@@ -1,4 +1,4 @@
-"""Speed of the inspection views against the issue's targets.
+"""Speed of the activation and pattern pictures against the issue's targets.
 
 1. All layers of one image, computed and rendered to PNG files (model already loaded):
    target < 1 s.
@@ -47,13 +47,9 @@ def main() -> None:
 
     from cnnscope.analysis.patterns import class_indices, class_patterns, most_confusable
     from cnnscope.data.mnist import load_mnist, to_tensor
-    from cnnscope.figures.inspection import (
-        confusable_figure,
-        dataset_images,
-        layer_figures,
-        pattern_figure,
-        separating_figure,
-    )
+    from cnnscope.data.images import dataset_images
+    from cnnscope.figures.activations import layer_figures
+    from cnnscope.figures.patterns import confusable_figure, pattern_figure, separating_figure
     from cnnscope.files import save_image, write_json
     from cnnscope.nn.checkpoint import load_model
 

@@ -3,8 +3,9 @@
 Every method is `method(model, images, target=None, ...) -> N x H x W` tensor (CPU, float),
 for raw images N x 1 x H x W in [0, 1], like Captum's `attribute(inputs, target)`. `target`
 is a class number, one per image, or None for the predicted class. Larger values mean
-"more responsible for the class score" (the class logit). Plotting lives elsewhere
-(`cnnscope.figures.inspection.explanation_figure`).
+"more responsible for the class score" (the class logit); `ink_share` says how much of a map
+falls on the digit's strokes. Plotting lives elsewhere (`cnnscope.figures.attribution`).
+Every method works on a frozen model too (parameters with `requires_grad=False`).
 
 - `saliency`: |d logit / d pixel| (Simonyan et al. 2013).
 - `smoothgrad`: the mean |gradient| over `samples` noisy copies of the image, noise std =
@@ -22,18 +23,20 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from cnnscope.errors import UserError, check_choice, check_positive
 from cnnscope.nn.model import CNN
+from cnnscope.runtime import device_of
 
 METHODS = ("saliency", "smoothgrad", "gradcam", "occlusion")
 
 
 def resolve_target(model: CNN, images: torch.Tensor, target: int | Sequence[int] | torch.Tensor | None) -> torch.Tensor:
     """One class number per image (LongTensor N on the model's device); None: the predicted class."""
-    device = _device(model)
+    device = device_of(model)
     if target is None:
         with torch.no_grad():
             return model(images.to(device)).argmax(dim=1)
@@ -52,7 +55,7 @@ def resolve_target(model: CNN, images: torch.Tensor, target: int | Sequence[int]
 def saliency(model: CNN, images: torch.Tensor, target=None) -> torch.Tensor:
     """|d logit_target / d input|, max over channels: N x H x W."""
     targets = resolve_target(model, images, target)
-    return _input_gradient(model, images.to(_device(model)), targets).abs().amax(dim=1).cpu()
+    return _input_gradient(model, images.to(device_of(model)), targets).abs().amax(dim=1).cpu()
 
 
 def smoothgrad(model: CNN, images: torch.Tensor, target=None, samples: int = 25, noise: float = 0.15,
@@ -60,7 +63,7 @@ def smoothgrad(model: CNN, images: torch.Tensor, target=None, samples: int = 25,
     """Mean |gradient| over `samples` copies with Gaussian noise (std = noise x value range): N x H x W."""
     check_positive("samples", samples)
     check_positive("noise", noise, allow_zero=True)
-    device = _device(model)
+    device = device_of(model)
     images = images.to(device)
     targets = resolve_target(model, images, target)
     generator = torch.Generator(device=device).manual_seed(int(seed))
@@ -81,7 +84,7 @@ def smoothgrad(model: CNN, images: torch.Tensor, target=None, samples: int = 25,
 def default_gradcam_layer(model: CNN) -> str:
     """The last conv layer with maps of at least 7x7 (Conv2D_2 here: Conv2D_3's 3x3 is too coarse
     to point at strokes of a 28x28 digit); the last conv layer if none is that large."""
-    convs = [spec.name for spec in model.spec.layers if spec.kind == "conv"]
+    convs = model.layers_of_kind("conv")
     if not convs:
         raise UserError("Grad-CAM needs a model with a conv layer")
     fine = [name for name in convs if min(model.output_shape(name)[1:]) >= 7]
@@ -96,14 +99,15 @@ def gradcam(model: CNN, images: torch.Tensor, target=None, layer: str | None = N
     if not model.is_spatial(layer):
         spatial = [name for name in model.layer_names if model.is_spatial(name)]
         raise UserError(f"Grad-CAM needs a conv or pool layer, not {layer!r}; choose one of: {', '.join(spatial)}")
-    device = _device(model)
+    device = device_of(model)
     images = images.to(device)
     targets = resolve_target(model, images, target)
     captured: list[torch.Tensor] = []
     handle = getattr(model.body, layer).register_forward_hook(lambda module, inputs, output: captured.append(output))
     try:
         with torch.enable_grad():
-            logits = model(images)
+            # an input that needs a gradient: the layer's maps then need one even if the model is frozen
+            logits = model(images.detach().requires_grad_(True))
             score = logits.gather(1, targets[:, None]).sum()
             (grads,) = torch.autograd.grad(score, captured[0])
     finally:
@@ -155,7 +159,7 @@ def occlusion(model: CNN, images: torch.Tensor, target=None, window: int = 4, st
     """Mean drop of the class logit over the `window` x `window` patches covering each pixel: N x H x W."""
     check_positive("window", window)
     check_positive("stride", stride)
-    device = _device(model)
+    device = device_of(model)
     images = images.to(device)
     n, channels, height, width = images.shape
     if window > min(height, width):
@@ -195,6 +199,22 @@ def normalize_attribution(attribution: torch.Tensor) -> torch.Tensor:
     return positive / peak[:, None, None]
 
 
+def ink_share(attribution: np.ndarray, pixels: np.ndarray, ink: float = 0.3) -> float:
+    """Share of the positive attribution that falls on ink pixels.
+
+    Args:
+        attribution: one H x W map.
+        pixels: the uint8 H x W digit it explains.
+        ink: pixels with at least this share of full scale (255) count as ink.
+
+    Returns:
+        A number in [0, 1]; 0 for a map without positive values.
+    """
+    positive = np.clip(np.asarray(attribution, dtype=np.float64), 0, None)
+    total = positive.sum()
+    return float(positive[np.asarray(pixels) >= ink * 255].sum() / total) if total > 0 else 0.0
+
+
 def _input_gradient(model: CNN, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     with torch.enable_grad():
         x = images.detach().clone().requires_grad_(True)
@@ -209,6 +229,3 @@ def _positions(size: int, window: int, stride: int) -> list[int]:
         positions.append(size - window)
     return positions
 
-
-def _device(model: CNN) -> torch.device:
-    return next(model.parameters()).device

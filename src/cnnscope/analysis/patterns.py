@@ -16,9 +16,10 @@ images and with numbers:
   max(AUC, 1 - AUC)) or the standardised mean difference (Cohen's d with the pooled standard
   deviation; ranked by |d|);
 - the most confusable images of a class: those to which the network gives the highest
-  probability for the other digit (the articles' "unclear 4s").
+  probability for the other digit (the articles' "unclear 4s"), and `pick_examples`, a clear
+  and an unclear image of one digit and a clear one of the other.
 
-Algorithms only; the pictures are drawn by `cnnscope.figures.inspection`.
+Algorithms only; the pictures are drawn by `cnnscope.figures.patterns`.
 """
 
 from __future__ import annotations
@@ -29,14 +30,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cnnscope.analysis.evaluation import predict_probabilities
+from cnnscope.data.images import DigitImage, dataset_images
 from cnnscope.errors import UserError, check_choice
-from cnnscope.nn.model import CNN
+from cnnscope.nn.model import CNN, map_batches
 
 MEASURES = ("auc", "smd")
 DEFAULT_LEVEL = 0.3
 DEFAULT_SHARE = 0.8
 DEFAULT_COUNT = 200
 SHARE_TOLERANCE = 1e-9  # 2 of 10 images is a share of 0.2 although 1 - 0.8 = 0.19999999999999996
+
+
+def pattern_layers(model: CNN) -> list[str]:
+    """The articles' choice of layers to compare: the last conv layer and the first dense layer
+    (if it is not the output layer)."""
+    return model.layers_of_kind("conv")[-1:] + model.layers_of_kind("dense")[:-1][:1]
 
 
 def class_indices(labels: np.ndarray, digit: int, count: int, what: str = "images") -> np.ndarray:
@@ -224,14 +233,12 @@ def class_patterns(model: CNN, images_a: torch.Tensor, images_b: torch.Tensor, l
 
 def batched_activations(model: CNN, images: torch.Tensor, layers: Sequence[str], batch_size: int = 500) -> dict[str, np.ndarray]:
     """The named layers' outputs as numpy arrays, computed in batches (one pass per batch)."""
-    device = next(model.parameters()).device
-    parts: dict[str, list[np.ndarray]] = {name: [] for name in layers}
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            out = model.activations(images[start:start + batch_size].to(device), layers)
-            for name in layers:
-                parts[name].append(out[name].float().cpu().numpy())
-    return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+    def layer_outputs(batch: torch.Tensor) -> dict[str, np.ndarray]:
+        out = model.activations(batch, layers)
+        return {name: out[name].float().cpu().numpy() for name in layers}
+
+    parts = map_batches(model, images, layer_outputs, batch_size)
+    return {name: np.concatenate([part[name] for part in parts]) for name in layers}
 
 
 @dataclass(frozen=True)
@@ -251,14 +258,35 @@ def most_confusable(model: CNN, images: torch.Tensor, other: int, count: int = 8
                        float(probabilities[i].max())) for i in order]
 
 
-def predict_probabilities(model: CNN, images: torch.Tensor, batch_size: int = 500) -> np.ndarray:
-    """N x classes softmax probabilities."""
-    device = next(model.parameters()).device
-    chunks = []
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            chunks.append(model.probabilities(images[start:start + batch_size].to(device)).float().cpu().numpy())
-    return np.concatenate(chunks) if chunks else np.zeros((0, model.num_classes))
+def pick_examples(model: CNN, mnist, first: int = 4, second: int = 9) -> dict[str, DigitImage]:
+    """Three test images for comparing two digits (the articles' "clear 4, unclear 4, 9").
+
+    Args:
+        model: the network whose probabilities decide.
+        mnist: the data set (an `Mnist`); its test split is searched.
+        first, second: the two digits.
+
+    Returns:
+        {"clear_a": the `first` with the largest margin p(first) - p(second), "unclear_a": the
+        `first` the network finds most like a `second` while still predicting `first`,
+        "clear_b": the `second` with the largest margin p(second) - p(first)}.
+    """
+    images, labels = mnist.images("test")
+
+    def probabilities_of(digit: int) -> tuple[np.ndarray, np.ndarray]:
+        positions = np.flatnonzero(labels == digit)
+        # float32, the model's precision: the margins below are compared as they always were
+        return positions, predict_probabilities(model, images[positions], batch_size=500).astype(np.float32)
+
+    positions_a, probs_a = probabilities_of(first)
+    positions_b, probs_b = probabilities_of(second)
+    clear_a = positions_a[int(np.argmax(probs_a[:, first] - probs_a[:, second]))]
+    clear_b = positions_b[int(np.argmax(probs_b[:, second] - probs_b[:, first]))]
+    still_right = np.flatnonzero(probs_a.argmax(axis=1) == first)
+    candidates = still_right if len(still_right) else np.arange(len(positions_a))
+    unclear_a = positions_a[candidates[int(np.argmax(probs_a[candidates, second]))]]
+    chosen = dataset_images(mnist, [clear_a, unclear_a, clear_b])
+    return dict(zip(("clear_a", "unclear_a", "clear_b"), chosen, strict=True))
 
 
 def _numpy(values) -> np.ndarray:

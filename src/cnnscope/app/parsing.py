@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cnnscope.analysis.attribution import METHODS
+from cnnscope.analysis.layers import viewable_layers
 from cnnscope.errors import UserError, check_choice
 from cnnscope.nn.keras_import import NORMALIZE_CHOICES
 from cnnscope.nn.model import Normalization, default_spec
@@ -203,7 +204,7 @@ def parse_layers(model, text: str | None) -> list[str]:
     if text is None:
         return model.layer_names[:1]
     if text.strip().lower() == "all":
-        return [name for name in model.layer_names if model.layer_spec(name).kind not in ("flatten", "dropout")]
+        return viewable_layers(model)
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
         raise UserError(f"no layer given; valid layers: {', '.join(model.layer_names)}")

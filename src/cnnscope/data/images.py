@@ -6,16 +6,23 @@ digits: grayscale, white ink on black, crop to the ink, fit the ink's bounding b
 20x20 keeping the aspect ratio (anti-aliased), then place it in a 28x28 field so that its
 centre of mass sits at pixel (14, 14) (integer shift, as in MNIST, whose mean centre of
 mass is (13.99, 14.01) with the 0.29 px spread of integer rounding).
+
+`DigitImage` is such a 28x28 digit with where it came from; `dataset_images` and `file_image`
+make them from a data set or a picture file, `to_batch` turns them into the network's input.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 
 MAX_PIXELS = 40_000_000  # refuse larger images: 40 megapixels is far beyond any digit photo
@@ -72,6 +79,53 @@ def mnist_style(image: Image.Image | np.ndarray) -> np.ndarray:
     crop = ink[rows[0] : rows[1], cols[0] : cols[1]]
     fitted = _fit(crop, BOX)
     return _place_by_centre_of_mass(fitted)
+
+
+# ---- digits to look at ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DigitImage:
+    """A 28x28 uint8 digit (white ink on black) and where it came from."""
+
+    pixels: np.ndarray
+    name: str
+    label: int | None = None
+    index: int | None = None
+    split: str | None = None
+
+    def describe(self) -> dict:
+        return {"name": self.name, "split": self.split, "index": self.index, "label": self.label}
+
+
+def dataset_images(mnist, indices: Sequence[int], which: str = "test") -> list[DigitImage]:
+    """Images of a data set by position.
+
+    Args:
+        mnist: an `Mnist` (anything with `images(which) -> (images, labels)`).
+        indices: positions in the `which` split.
+        which: "test" or "train".
+
+    Returns:
+        One `DigitImage` per index, named "test #19"; UserError naming the valid range.
+    """
+    images, labels = mnist.images(which)
+    out = []
+    for index in indices:
+        if not 0 <= int(index) < len(images):
+            raise UserError(f"index {index} is out of range for the {which} set: 0..{len(images) - 1}")
+        out.append(DigitImage(images[int(index)], f"{which} #{int(index)}", int(labels[int(index)]), int(index), which))
+    return out
+
+
+def file_image(path: str | os.PathLike) -> DigitImage:
+    """A picture file made MNIST-style (`mnist_style`), named by its file name; UserError if unusable."""
+    return DigitImage(mnist_style(load_image_file(path)), os.path.basename(os.fspath(path)))
+
+
+def to_batch(images: Sequence[DigitImage], device: torch.device | str = "cpu") -> torch.Tensor:
+    """The network's input for `images`: N x 1 x 28 x 28 float tensor in [0, 1] on `device`."""
+    return to_tensor(np.stack([image.pixels for image in images])).to(device)
 
 
 # ---- steps ------------------------------------------------------------------------------

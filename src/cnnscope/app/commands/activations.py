@@ -52,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load_inputs(args, model_config: dict) -> list:
     """The DigitImages named by --index (with --set) and --image; UserError for bad ones."""
     from cnnscope.app.parsing import parse_indices
-    from cnnscope.figures.inspection import MAX_PANELS, dataset_images, file_image
+    from cnnscope.data.images import dataset_images, file_image
+    from cnnscope.figures.activations import MAX_PANELS
 
     indices = parse_indices(args.index)
     if not indices and not args.image:
@@ -100,12 +101,13 @@ def output_paths(out: Path, tag: str, names: list[str], prefix: str = "") -> dic
 
 def run(args) -> int:
     from cnnscope.app.parsing import parse_layers
-    from cnnscope.figures.inspection import layer_figures
+    from cnnscope.errors import check_whole
+    from cnnscope.figures.activations import layer_figures
     from cnnscope.files import save_image, write_json
 
     started = time.perf_counter()
-    if args.columns is not None and args.columns < 1:
-        raise UserError(f"--columns must be >= 1, got {args.columns}")
+    if args.columns is not None:
+        check_whole("columns", args.columns, minimum=1)
     model, config = load_model_for(args)
     layers = parse_layers(model, args.layer)
     images = load_inputs(args, config)
@@ -115,23 +117,28 @@ def run(args) -> int:
     for layer, figure in figures.items():
         path = paths[layer]
         save_image(path, figure.image)
-        write_json(path.with_suffix(".json"), {
-            "command": "activations",
-            "model": str(args.model or "default"),
-            "layer": layer,
-            "shape": list(model.output_shape(layer)),
-            "cmap": args.cmap,
-            "scale": args.scale,
-            "color_range": [figure.color_scale.vmin, figure.color_scale.vmax],
-            "color_unit": figure.color_scale.unit,
-            "columns": figure.layout.columns,
-            "tile_pixels": figure.layout.factor,
-            "images": figure.stats,
-            "picture": path.name,
-        })
+        write_json(path.with_suffix(".json"), sidecar(args, model, figure, path))
         print(f"{layer}: {path} (+ .json)")
     for stat in next(iter(figures.values())).stats:
         label = f", label {stat['label']}" if stat["label"] is not None else ""
         print(f"{stat['name']}{label}: predicted {stat['predicted']} ({max(stat['probabilities']):.1%})")
     print(f"done in {time.perf_counter() - started:.2f} s")
     return 0
+
+
+def sidecar(args, model, figure, path: Path) -> dict:
+    """The JSON beside one layer's picture: the request, the colour range, the layout and the numbers."""
+    return {
+        "command": "activations",
+        "model": str(args.model or "default"),
+        "layer": figure.layer,
+        "shape": list(model.output_shape(figure.layer)),
+        "cmap": args.cmap,
+        "scale": args.scale,
+        "color_range": [figure.color_scale.vmin, figure.color_scale.vmax],
+        "color_unit": figure.color_scale.unit,
+        "columns": figure.layout.columns,
+        "tile_pixels": figure.layout.factor,
+        "images": figure.stats,
+        "picture": path.name,
+    }

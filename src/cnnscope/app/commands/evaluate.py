@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
@@ -24,7 +25,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from cnnscope.analysis.evaluation import evaluate, format_report, save_evaluation
+    from cnnscope.analysis.evaluation import evaluate
     from cnnscope.data.mnist import load_mnist_for_model
     from cnnscope.errors import UserError, check_choice
     from cnnscope.files import check_output_folder
@@ -47,3 +48,54 @@ def run(args) -> int:
         print(format_report(evaluation))
         print(f"wrote {paths['confusion']}, {paths['mistakes']}, {paths['json']}")
     return 0
+
+
+def save_evaluation(evaluation, images, folder: str | os.PathLike, mistakes: int = 24,
+                    extra: dict | None = None) -> dict[str, Path]:
+    """Write confusion.png, mistakes.png and evaluation.json into `folder`.
+
+    Args:
+        evaluation: the `Evaluation` to show.
+        images: the evaluated uint8 images (N x 28 x 28), for the mistakes picture.
+        folder: where to write.
+        mistakes: how many confident mistakes to show and list.
+        extra: entries put first in the JSON (model, split, ...).
+
+    Returns:
+        The written paths by name: "confusion", "mistakes", "json".
+    """
+    from cnnscope.figures.evaluation import confusion_figure, mistakes_figure
+    from cnnscope.files import save_figure, write_json
+
+    folder = Path(folder)
+    paths = {
+        "confusion": save_figure(folder / "confusion.png", confusion_figure(evaluation)),
+        "mistakes": save_figure(folder / "mistakes.png", mistakes_figure(evaluation, images, mistakes)),
+    }
+    body = {**(extra or {}), **evaluation.to_dict(mistakes),
+            "files": {name: path.name for name, path in paths.items()}}
+    paths["json"] = write_json(folder / "evaluation.json", body)
+    return paths
+
+
+def format_report(evaluation, mistakes: int = 10) -> str:
+    """A plain-text summary of an `Evaluation` for the terminal: accuracy, per class, confusions, mistakes."""
+    import numpy as np
+
+    per_class = evaluation.per_class_accuracy()
+    matrix = evaluation.confusion()
+    lines = [
+        f"{evaluation.set_name} set: accuracy {100 * evaluation.accuracy:.2f}% "
+        f"({evaluation.errors} errors of {len(evaluation.labels)})",
+        "per class: " + "  ".join(f"{k}: {100 * v:.2f}%" for k, v in enumerate(per_class)),
+    ]
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    pairs = sorted(((int(off[t, p]), t, p) for t in range(len(off)) for p in range(len(off)) if off[t, p]), reverse=True)
+    if pairs:
+        lines.append("most frequent confusions: " + ", ".join(f"{t}\u2192{p} x{c}" for c, t, p in pairs[:5]))
+    top = evaluation.most_confident_mistakes(mistakes)
+    if top:
+        lines.append("most confident mistakes: " + ", ".join(
+            f"#{m.index} ({m.true}\u2192{m.predicted}, {100 * m.probability:.1f}%)" for m in top))
+    return "\n".join(lines)

@@ -45,9 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
     from cnnscope.analysis import attribution
+    from cnnscope.analysis.evaluation import predict_images
     from cnnscope.app.commands.activations import (
         images_tag,
         load_inputs,
@@ -55,24 +54,51 @@ def run(args) -> int:
         output_paths,
     )
     from cnnscope.app.parsing import parse_methods
-    from cnnscope.figures.inspection import (
-        METHOD_TITLES,
-        explanation_figure,
-        ink_share,
-        predict,
-        to_batch,
-    )
+    from cnnscope.data.images import to_batch
+    from cnnscope.figures.attribution import explanation_figure
     from cnnscope.files import save_image, write_json
+    from cnnscope.runtime import device_of
 
     started = time.perf_counter()
     methods = parse_methods(args.method)
-    for what, value in (("--samples", args.samples), ("--window", args.window), ("--stride", args.stride)):
-        if value < 1:
-            raise UserError(f"{what} must be >= 1, got {value}")
-    if not 0 <= args.noise <= 10:
-        raise UserError(f"--noise must be in 0..10, got {args.noise}")
+    check_arguments(args)
     model, config = load_model_for(args)
     args.layer = args.layer or attribution.default_gradcam_layer(model)
+    check_model_arguments(args, model, methods)
+    images = load_inputs(args, config)
+    path = output_paths(Path(args.out).expanduser(), images_tag(images), ["explain"])["explain"]
+    batch = to_batch(images, device_of(model))
+    targets = attribution.resolve_target(model, batch, args.target).cpu().numpy()
+    options = method_options(args)
+    maps = {m: attribution.attribute(m, model, batch, targets, **options.get(m, {})).numpy() for m in methods}
+    probabilities = predict_images(model, images)
+    titles = {"gradcam": f"Grad-CAM ({args.layer})"}
+    picture = explanation_figure(images, maps, targets, probabilities, cmap=args.cmap, titles=titles)
+    details = image_details(images, maps, targets, probabilities)
+    save_image(path, picture)
+    write_json(path.with_suffix(".json"), sidecar(args, methods, titles, options, details, path))
+    print(f"wrote {path} (+ .json)")
+    for entry in details:
+        shares = ", ".join(f"{m} {v['ink_share']:.0%} on ink" for m, v in entry["methods"].items())
+        print(f"{entry['name']}: predicted {entry['predicted']}, explained class {entry['target']}: {shares}")
+    print(f"done in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def check_arguments(args) -> None:
+    """UserError for method options out of range (before anything is loaded)."""
+    from cnnscope.errors import check_whole
+
+    for what, value in (("samples", args.samples), ("window", args.window), ("stride", args.stride)):
+        check_whole(what, value, minimum=1)
+    if not 0 <= args.noise <= 10:
+        raise UserError(f"--noise must be in 0..10, got {args.noise}")
+    if args.window > 28:
+        raise UserError(f"--window {args.window} is larger than the 28x28 image")
+
+
+def check_model_arguments(args, model, methods: list[str]) -> None:
+    """UserError unless --layer is a conv or pool layer (for Grad-CAM) and --target a class of `model`."""
     if "gradcam" in methods:
         model.check_layer(args.layer)
         if not model.is_spatial(args.layer):
@@ -80,19 +106,21 @@ def run(args) -> int:
             raise UserError(f"Grad-CAM needs a conv or pool layer, not {args.layer!r}; choose one of: {', '.join(spatial)}")
     if args.target is not None and not 0 <= args.target < model.num_classes:
         raise UserError(f"--target {args.target} is out of range 0..{model.num_classes - 1}")
-    if args.window > 28:
-        raise UserError(f"--window {args.window} is larger than the 28x28 image")
-    images = load_inputs(args, config)
-    path = output_paths(Path(args.out).expanduser(), images_tag(images), ["explain"])["explain"]
-    batch = to_batch(images, next(model.parameters()).device)
-    targets = attribution.resolve_target(model, batch, args.target).cpu().numpy()
-    options = {"smoothgrad": {"samples": args.samples, "noise": args.noise, "seed": args.seed},
-               "gradcam": {"layer": args.layer},
-               "occlusion": {"window": args.window, "stride": args.stride}}
-    maps = {m: attribution.attribute(m, model, batch, targets, **options.get(m, {})).numpy() for m in methods}
-    probabilities = predict(model, images)
-    titles = {"gradcam": f"Grad-CAM ({args.layer})"}
-    picture = explanation_figure(images, maps, targets, probabilities, cmap=args.cmap, titles=titles)
+
+
+def method_options(args) -> dict[str, dict]:
+    """The options of each attribution method, from the command line."""
+    return {"smoothgrad": {"samples": args.samples, "noise": args.noise, "seed": args.seed},
+            "gradcam": {"layer": args.layer},
+            "occlusion": {"window": args.window, "stride": args.stride}}
+
+
+def image_details(images, maps: dict, targets, probabilities) -> list[dict]:
+    """Per image: where it came from, the prediction, the explained class and each method's map."""
+    import numpy as np
+
+    from cnnscope.analysis.attribution import ink_share
+
     details = []
     for i, image in enumerate(images):
         entry = {**image.describe(), "predicted": int(np.argmax(probabilities[i])),
@@ -102,16 +130,16 @@ def run(args) -> int:
                                         "max": float(values[i].max()), "min": float(values[i].min()),
                                         "map": np.round(values[i], 6).tolist()}
         details.append(entry)
-    save_image(path, picture)
-    write_json(path.with_suffix(".json"), {
+    return details
+
+
+def sidecar(args, methods: list[str], titles: dict, options: dict, details: list[dict], path: Path) -> dict:
+    """The JSON beside the picture: the methods, their options and titles, and every image's maps."""
+    from cnnscope.figures.attribution import METHOD_TITLES
+
+    return {
         "command": "explain", "model": str(args.model or "default"), "methods": methods,
         "method_titles": {m: titles.get(m, METHOD_TITLES[m]) for m in methods},
         "options": {m: options[m] for m in methods if m in options},
         "ink_share_definition": "share of the positive attribution on pixels with >= 30% ink",
-        "images": details, "picture": path.name})
-    print(f"wrote {path} (+ .json)")
-    for entry in details:
-        shares = ", ".join(f"{m} {v['ink_share']:.0%} on ink" for m, v in entry["methods"].items())
-        print(f"{entry['name']}: predicted {entry['predicted']}, explained class {entry['target']}: {shares}")
-    print(f"done in {time.perf_counter() - started:.2f} s")
-    return 0
+        "images": details, "picture": path.name}

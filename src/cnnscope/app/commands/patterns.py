@@ -48,60 +48,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from cnnscope.analysis.patterns import (
-        check_options,
-        class_indices,
-        class_patterns,
-        most_confusable,
-    )
+    from cnnscope.analysis.patterns import check_options, class_patterns, pattern_layers
     from cnnscope.app.commands.activations import load_model_for
     from cnnscope.app.parsing import parse_digits, parse_layers
-    from cnnscope.data.mnist import load_mnist, to_tensor
-    from cnnscope.figures.inspection import (
-        confusable_figure,
-        dataset_images,
-        pattern_figure,
-        pattern_layers,
-        separating_figure,
-    )
-    from cnnscope.files import save_image, write_json
 
     started = time.perf_counter()
-    for what, value, low in (("--count", args.count, 1), ("--top", args.top, 1), ("--confusable", args.confusable, 0)):
-        if value < low:
-            raise UserError(f"{what} must be >= {low}, got {value}")
-    out = Path(args.out).expanduser()
-    if out.suffix:
-        raise UserError(f"--out {out} must be a folder (patterns writes several files)")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder")
+    out = check_arguments(args)
     model, config = load_model_for(args)
     digits = parse_digits(args.digits, model.num_classes)
     layers = parse_layers(model, args.layer) if args.layer else pattern_layers(model)
     check_options(args.measure, args.level, args.share)
-    data_info = config.get("data", {})
-    mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
-    images, labels = mnist.images(args.set)
-    indices = [class_indices(labels, digit, args.count, f"{args.set} images") for digit in digits]
-    tensors = [to_tensor(images[i]) for i in indices]
+    mnist, indices, tensors = load_digits(args, config, digits)
     results = class_patterns(model, tensors[0], tensors[1], layers, digits, measure=args.measure,
                              level=args.level, min_share=args.share)
-    a, b = digits
-    tag = f"{a}v{b}"
+    tag = f"{digits[0]}v{digits[1]}"
     pictures = {}
-    for layer, result in results.items():
-        pictures[out / f"patterns_{tag}_{layer}.png"] = pattern_figure(result, args.cmap, split=args.set)
-        pictures[out / f"separating_{tag}_{layer}.png"] = separating_figure(result, args.top, args.cmap)
+    for result in results.values():
+        pictures.update(pattern_pictures(args, result, out, tag))
     confusables = {}
     if args.confusable:
-        rows = []
-        for which, (digit, other) in enumerate(((a, b), (b, a))):
-            items = most_confusable(model, tensors[which], other, args.confusable)
-            shown = dataset_images(mnist, [int(indices[which][item.position]) for item in items], args.set)
-            rows.append((f"the \"{digit}\"s most like a \"{other}\" (of the {args.count} used)", shown, items, other))
-            confusables[str(digit)] = [{"index": int(indices[which][item.position]), f"p_{other}": round(item.probability_other, 6),
-                                        "predicted": item.predicted} for item in items]
-        pictures[out / f"confusable_{tag}.png"] = confusable_figure(rows)
+        picture, confusables = confusable_rows(args, model, mnist, digits, indices, tensors)
+        pictures[out / f"confusable_{tag}.png"] = picture
     summary = {
         "command": "patterns",
         "model": str(args.model or "default"),
@@ -112,9 +79,70 @@ def run(args) -> int:
         "most_confusable": confusables,
         "pictures": [path.name for path in pictures],
     }
+    write_files(args, out / f"patterns_{tag}.json", summary, pictures, results)
+    print(f"done in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def check_arguments(args) -> Path:
+    """The output folder, after checking the whole-number options; UserError for bad ones."""
+    from cnnscope.errors import check_whole
+
+    check_whole("count", args.count, minimum=1)
+    check_whole("top", args.top, minimum=1)
+    check_whole("confusable", args.confusable, minimum=0)
+    out = Path(args.out).expanduser()
+    if out.suffix:
+        raise UserError(f"--out {out} must be a folder (patterns writes several files)")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder")
+    return out
+
+
+def load_digits(args, config: dict, digits: tuple[int, int]):
+    """The data set, the positions of the first --count images of each digit, and those images as tensors."""
+    from cnnscope.analysis.patterns import class_indices
+    from cnnscope.data.mnist import load_mnist, to_tensor
+
+    data_info = config.get("data", {})
+    mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+    images, labels = mnist.images(args.set)
+    indices = [class_indices(labels, digit, args.count, f"{args.set} images") for digit in digits]
+    return mnist, indices, [to_tensor(images[i]) for i in indices]
+
+
+def pattern_pictures(args, result, out: Path, tag: str) -> dict[Path, object]:
+    """One layer's mean-grid picture and separating-maps picture, by the path they go to."""
+    from cnnscope.figures.patterns import pattern_figure, separating_figure
+
+    return {out / f"patterns_{tag}_{result.layer}.png": pattern_figure(result, args.cmap, split=args.set),
+            out / f"separating_{tag}_{result.layer}.png": separating_figure(result, args.top, args.cmap)}
+
+
+def confusable_rows(args, model, mnist, digits, indices, tensors) -> tuple[object, dict]:
+    """The picture of each digit's images most like the other digit, and their numbers for the JSON."""
+    from cnnscope.analysis.patterns import most_confusable
+    from cnnscope.data.images import dataset_images
+    from cnnscope.figures.patterns import confusable_figure
+
+    a, b = digits
+    rows, confusables = [], {}
+    for which, (digit, other) in enumerate(((a, b), (b, a))):
+        items = most_confusable(model, tensors[which], other, args.confusable)
+        shown = dataset_images(mnist, [int(indices[which][item.position]) for item in items], args.set)
+        rows.append((f"the \"{digit}\"s most like a \"{other}\" (of the {args.count} used)", shown, items, other))
+        confusables[str(digit)] = [{"index": int(indices[which][item.position]), f"p_{other}": round(item.probability_other, 6),
+                                    "predicted": item.predicted} for item in items]
+    return confusable_figure(rows), confusables
+
+
+def write_files(args, json_path: Path, summary: dict, pictures: dict, results: dict) -> None:
+    """Write the pictures and the JSON, and say what was found and written."""
+    from cnnscope.files import save_image, write_json
+
     for path, picture in pictures.items():
         save_image(path, picture)
-    json_path = write_json(out / f"patterns_{tag}.json", summary)
+    json_path = write_json(json_path, summary)
     for layer, result in results.items():
         best = ", ".join(f"#{r[result.unit]} ({args.measure} {r[args.measure]:+.3f}, higher for {r['higher_for']})"
                          for r in result.top(5))
@@ -122,5 +150,3 @@ def run(args) -> int:
     for path in pictures:
         print(f"wrote {path}")
     print(f"wrote {json_path}")
-    print(f"done in {time.perf_counter() - started:.2f} s")
-    return 0

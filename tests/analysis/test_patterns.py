@@ -1,4 +1,4 @@
-"""patterns: AUC / SMD measures, common points, separating-map ranking, confusable images."""
+"""analysis.patterns: AUC / SMD measures, common points, separating-map ranking, confusable images."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from cnnscope.analysis import patterns
 from cnnscope.app.parsing import parse_digits
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.figures import inspection as views
 from cnnscope.nn.model import activations
 
 
@@ -126,31 +125,6 @@ def test_dense_layer_patterns(four_vs_nine):
     assert all(isinstance(n, int) for n in result.describe()["common_points"]["4"]["common"])
 
 
-def test_markers_sit_on_the_tiles_with_common_points(four_vs_nine):
-    _, _, _, _, _, results = four_vs_nine
-    result = results["Conv2D_3"]
-    picture = views.pattern_figure(result, "viridis", numbers=False)
-    assert picture.dtype == np.uint8
-    red = (picture == views.RED).all(axis=2)
-    yellow = (picture == views.YELLOW).all(axis=2)
-    distinct = result.distinctive_points(0).sum() + result.distinctive_points(1).sum()
-    shared = result.shared_points(0).sum() + result.shared_points(1).sum()
-    assert (red.sum() > 0) == (distinct > 0)
-    assert (yellow.sum() > 0) == (shared > 0)
-    # directly: markers on a grid of the first digit's mean land around the marked node
-    columns, factor = views.grid_options(result.means[0].shape)
-    from cnnscope.figures import render
-
-    scaled, _ = render.scale_maps(result.means[0], "shared")
-    grid, layout = render.map_grid(scaled, "viridis", factor, columns)
-    mask = np.zeros(result.means[0].shape, bool)
-    mask[17, 1, 2] = True
-    marked = views.mark_points(grid, layout, mask, views.RED)
-    ys, xs = np.nonzero((marked == views.RED).all(axis=2))
-    cy, cx = layout.pixel_center(17, 1, 2)
-    assert len(ys) > 10 and abs(ys.mean() - cy) < 2 and abs(xs.mean() - cx) < 2
-
-
 def test_most_confusable_images(four_vs_nine):
     model, a, _, _, _, _ = four_vs_nine
     items = patterns.most_confusable(model, a, other=9, count=5)
@@ -162,12 +136,13 @@ def test_most_confusable_images(four_vs_nine):
     assert items[0].position == int(np.argmax(p9))
 
 
-def test_separating_and_confusable_figures_render(four_vs_nine, mnist):
-    model, a, _, idx_a, _, results = four_vs_nine
-    for result in results.values():
-        picture = views.separating_figure(result, top=10)
-        assert picture.ndim == 3 and picture.shape[0] > 50
-    items = patterns.most_confusable(model, a, 9, 4)
-    shown = views.dataset_images(mnist, [int(idx_a[i.position]) for i in items])
-    picture = views.confusable_figure([("4s like 9s", shown, items, 9)])
-    assert picture.shape[1] > 4 * 84
+def test_pattern_layers_are_the_last_conv_and_the_first_hidden_dense_layer(small_model):
+    assert patterns.pattern_layers(small_model) == ["Conv2D_3", "Dense_1"]
+
+
+def test_pick_examples_clear_and_unclear(small_model, mnist):
+    examples = patterns.pick_examples(small_model, mnist)
+    assert examples["clear_a"].label == 4 and examples["unclear_a"].label == 4 and examples["clear_b"].label == 9
+    probabilities = {key: small_model.probabilities(to_tensor(image.pixels[None])).detach()[0]
+                     for key, image in examples.items()}
+    assert probabilities["unclear_a"].argmax() == 4 and probabilities["unclear_a"][9] > probabilities["clear_a"][9]

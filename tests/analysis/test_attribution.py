@@ -1,4 +1,4 @@
-"""attribution: shapes, targets, focus on the digit, determinism, receptive fields, errors."""
+"""analysis.attribution: shapes, targets, focus on the digit, determinism, receptive fields, frozen models, errors."""
 
 from __future__ import annotations
 
@@ -105,3 +105,16 @@ def test_bad_requests_are_user_errors(small_model, digits):
         attribution.attribute("lime", small_model, digits[:1])
     with pytest.raises(UserError, match="window"):
         attribution.occlusion(small_model, digits[:1], window=40)
+
+
+def test_every_method_works_on_a_frozen_model(small_model, digits):
+    expected = {method: attribution.attribute(method, small_model, digits[:2], None,
+                                              **({"samples": 3} if method == "smoothgrad" else {}))
+                for method in attribution.METHODS}
+    small_model.requires_grad_(False)
+    for method in attribution.METHODS:
+        options = {"samples": 3} if method == "smoothgrad" else {}
+        frozen = attribution.attribute(method, small_model, digits[:2], None, **options)
+        assert torch.equal(frozen, expected[method]), method
+    assert not any(parameter.requires_grad for parameter in small_model.parameters())
+    assert attribution.ink_share(np.array([[1.0, -2.0], [3.0, 0.0]]), np.array([[255, 255], [0, 0]])) == 0.25

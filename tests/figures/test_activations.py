@@ -1,4 +1,4 @@
-"""inspect_views: activation grids are correct (known map, known pixel), complete and consistent."""
+"""figures.activations: activation grids are correct (known map, known pixel), complete and consistent."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from cnnscope.data.images import DigitImage, dataset_images, to_batch
 from cnnscope.errors import UserError
-from cnnscope.figures import inspection as views
 from cnnscope.figures import render
+from cnnscope.figures.activations import layer_figure, layer_figures
 from cnnscope.nn.model import CNN, ModelSpec, Normalization, activations
 
 
@@ -24,16 +25,16 @@ def lit_model() -> CNN:
     return model.eval()
 
 
-def one_pixel_image(y: int, x: int) -> views.DigitImage:
+def one_pixel_image(y: int, x: int) -> DigitImage:
     pixels = np.zeros((28, 28), np.uint8)
     pixels[y, x] = 255
-    return views.DigitImage(pixels, "one pixel")
+    return DigitImage(pixels, "one pixel")
 
 
 def test_known_map_lights_up_the_known_pixel_in_the_picture():
     model = lit_model()
     image = one_pixel_image(10, 17)  # valid 3x3 conv: input (10, 17) -> Conv2D_1 (9, 16)
-    figure = views.layer_figure(model, [image], "Conv2D_1", cmap="viridis", scale="shared")
+    figure = layer_figure(model, [image], "Conv2D_1", cmap="viridis", scale="shared")
     lut = render.colormap_lut("viridis")
     assert (figure.color_scale.vmin, figure.color_scale.vmax) == (0.0, 1.0)
     y, x = figure.pixel_center(0, 5, 9, 16)
@@ -53,7 +54,7 @@ def test_known_map_lights_up_the_known_pixel_in_the_picture():
 def test_known_pixel_after_pooling_and_in_a_second_panel():
     model = lit_model()
     images = [one_pixel_image(3, 3), one_pixel_image(10, 17)]
-    figure = views.layer_figure(model, images, "Max_Pool_1", cmap="gray", scale="shared")
+    figure = layer_figure(model, images, "Max_Pool_1", cmap="gray", scale="shared")
     # Conv2D_1 (9, 16) -> Max_Pool_1 (4, 8); the second panel holds the second image
     y, x = figure.pixel_center(1, 5, 4, 8)
     assert (figure.image[y, x] == 255).all()
@@ -65,7 +66,7 @@ def test_known_pixel_after_pooling_and_in_a_second_panel():
 
 def test_dense_layer_shows_every_node_and_the_lit_one():
     model = lit_model()
-    figure = views.layer_figure(model, [one_pixel_image(5, 5)], "Dense_1", cmap="viridis", numbers=True)
+    figure = layer_figure(model, [one_pixel_image(5, 5)], "Dense_1", cmap="viridis", numbers=True)
     assert figure.layout.count == 100 and figure.layout.rows == 13
     assert len(figure.stats[0]["nodes"]) == 100
     assert figure.stats[0]["nodes"][37]["value"] == 2.0
@@ -77,8 +78,8 @@ def test_all_layers_from_one_forward_pass(small_model, mnist):
     calls = {"Conv2D_1": 0, "Dense_2": 0}
     hooks = [getattr(small_model.body, name).register_forward_hook(
         lambda module, inputs, output, name=name: calls.__setitem__(name, calls[name] + 1)) for name in calls]
-    images = views.dataset_images(mnist, [0, 1])
-    figures = views.layer_figures(small_model, images)
+    images = dataset_images(mnist, [0, 1])
+    figures = layer_figures(small_model, images)
     for hook in hooks:
         hook.remove()
     assert calls == {"Conv2D_1": 1, "Dense_2": 1}
@@ -91,9 +92,9 @@ def test_all_layers_from_one_forward_pass(small_model, mnist):
 
 
 def test_stats_are_the_layer_numbers(small_model, mnist):
-    images = views.dataset_images(mnist, [7])
-    figure = views.layer_figure(small_model, images, "Conv2D_2", scale="per_map")
-    values = activations(small_model, views.to_batch(images), "Conv2D_2")["Conv2D_2"][0].numpy()
+    images = dataset_images(mnist, [7])
+    figure = layer_figure(small_model, images, "Conv2D_2", scale="per_map")
+    values = activations(small_model, to_batch(images), "Conv2D_2")["Conv2D_2"][0].numpy()
     stats = figure.stats[0]
     assert stats["shape"] == [64, 11, 11] and len(stats["maps"]) == 64
     for entry in stats["maps"][::9]:
@@ -106,48 +107,29 @@ def test_stats_are_the_layer_numbers(small_model, mnist):
 
 
 def test_shared_scale_spans_all_images(small_model, mnist):
-    images = views.dataset_images(mnist, [3, 4, 5])
-    values = activations(small_model, views.to_batch(images), "Conv2D_3")["Conv2D_3"].numpy()
-    shared = views.layer_figure(small_model, images, "Conv2D_3", scale="shared")
+    images = dataset_images(mnist, [3, 4, 5])
+    values = activations(small_model, to_batch(images), "Conv2D_3")["Conv2D_3"].numpy()
+    shared = layer_figure(small_model, images, "Conv2D_3", scale="shared")
     assert shared.color_scale.vmin == pytest.approx(values.min())
     assert shared.color_scale.vmax == pytest.approx(values.max())
-    per_map = views.layer_figure(small_model, images, "Conv2D_3", scale="per_map")
+    per_map = layer_figure(small_model, images, "Conv2D_3", scale="per_map")
     assert (per_map.color_scale.vmin, per_map.color_scale.vmax) == (0.0, 1.0)
     assert not np.array_equal(shared.image, per_map.image)
 
 
 def test_columns_option_and_flatten_layout(small_model, mnist):
-    images = views.dataset_images(mnist, [0])
-    figure = views.layer_figure(small_model, images, "Conv2D_1", columns=4)
+    images = dataset_images(mnist, [0])
+    figure = layer_figure(small_model, images, "Conv2D_1", columns=4)
     assert figure.layout.columns == 4 and figure.layout.rows == 8
-    flat = views.layer_figure(small_model, images, "Flatten")
+    flat = layer_figure(small_model, images, "Flatten")
     assert flat.layout.count == 1152 and flat.layout.columns == 32
 
 
 def test_bad_requests_are_user_errors(small_model, mnist):
-    with pytest.raises(UserError, match=r"0\.\.9999"):
-        views.dataset_images(mnist, [10000])
-    with pytest.raises(UserError, match=r"0\.\.59999"):
-        views.dataset_images(mnist, [-1], "train")
-    images = views.dataset_images(mnist, [0])
+    images = dataset_images(mnist, [0])
     with pytest.raises(UserError, match="Conv2D_1, Max_Pool_1"):
-        views.layer_figure(small_model, images, "Conv9")
+        layer_figure(small_model, images, "Conv9")
     with pytest.raises(UserError, match="per_map"):
-        views.layer_figure(small_model, images, "Conv2D_1", scale="log")
+        layer_figure(small_model, images, "Conv2D_1", scale="log")
     with pytest.raises(UserError, match="at most"):
-        views.layer_figure(small_model, images * 13, "Conv2D_1")
-
-
-@pytest.mark.slow
-def test_report_section_quick(small_model, mnist, tmp_path):
-    from cnnscope.app.report import ReportContext
-
-    ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path, quick=True)
-    section = views.report_section(ctx)
-    paths = [figure.path for figure in section.figures]
-    assert len(paths) == 7 + 4 + 1 + 2  # every layer but Flatten, 2 x (patterns + separating), confusable, 2 explanations
-    assert all((tmp_path / path).exists() for path in paths)
-    assert all(figure.caption for figure in section.figures)
-    assert "Conv2D_3: best separating map" in section.facts
-    examples = views.pick_examples(small_model, mnist)
-    assert examples["clear_a"].label == 4 and examples["unclear_a"].label == 4 and examples["clear_b"].label == 9
+        layer_figure(small_model, images * 13, "Conv2D_1")
