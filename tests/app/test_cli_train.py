@@ -49,7 +49,7 @@ def tampered_npz(mnist, tmp_path_factory):
     (["--momentum", "1"], "momentum must be in [0, 1)"),
     (["--threads", "0"], "threads must be a whole number >= 1, got 0"),
     (["--data", "/nonexistent/mnist.npz"], "data path /nonexistent/mnist.npz does not exist"),
-    (["--resume", "--reset"], "--resume"),
+    (["--resume", "--reset"], "--resume: resume and reset exclude each other"),
 ])
 def test_bad_train_options(args, message, tmp_path, capsys):
     out = tmp_path / "model"

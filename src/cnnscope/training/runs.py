@@ -121,7 +121,7 @@ def _resumed_state(out: Path, epochs: int | None, device) -> TrainState:
     if epochs is not None:
         check_whole("epochs", epochs, minimum=1)
         if epochs < state.epoch:
-            raise UserError(f"{out} has already trained {state.epoch} epochs; {epochs} epochs are fewer", "epochs")
+            raise UserError(f"{out} has already trained {state.epoch} epochs, more than {epochs}", "epochs")
     return state
 
 

@@ -101,7 +101,7 @@ def run(args) -> int:
         if ignored or args.recipe != "default":
             names = ", ".join("--" + name.replace("_", "-") for name in ignored) or "--recipe"
             raise UserError(f"--resume continues with the stored settings; only --epochs may change (got {names})")
-        state = run_training(None, out, data=args.data, resume=True, epochs=changes.get("epochs"),
+        state = run_training(None, out, data=args.data, resume=True, reset=args.reset, epochs=changes.get("epochs"),
                              device=device, progress=not args.no_progress, callbacks=[CurvesWriter(out)])
     else:
         state = run_training(settings, out, data=args.data, reset=args.reset, device=device,
