@@ -69,6 +69,10 @@ def test_per_element_fast_and_general_paths(small_model, batch):
     assert general[1] == acts["Conv2D_3"][1, 0, 2, 2]
     assert torch.allclose(general[2], acts["Conv2D_2"][2].mean())
     assert torch.allclose(general[4], 2 * acts["Conv2D_3"][4, 9].mean())
+    # narrowing to a subset of the batch keeps the pairing of image and objective
+    sub = fast.select(torch.tensor([1, 4]))
+    sub_acts = {k: v[[1, 4]] for k, v in acts.items()}
+    assert torch.allclose(sub(sub_acts), expected[[1, 4]])
     with pytest.raises(ValueError):
         fast({k: v[:2] for k, v in acts.items()})
 

@@ -43,6 +43,7 @@ class Objective:
         layers: Sequence[str],
         name: str,
         targets: Sequence[Target] = (),
+        select: Callable[[torch.Tensor], Objective] | None = None,
         kind: str = "custom",
     ):
         self.fn = fn
@@ -50,12 +51,17 @@ class Objective:
         self.layers: tuple[str, ...] = tuple(dict.fromkeys(layers))
         self.name = name
         self.targets: tuple[Target, ...] = tuple(targets)
+        self._select = select
 
     def __call__(self, acts: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.fn(acts)
 
     def __repr__(self) -> str:
         return f"Objective({self.name})"
+
+    def select(self, index: torch.Tensor) -> Objective:
+        """The objective for the batch elements `index` only (matters for `per_element`)."""
+        return self if self._select is None else self._select(index)
 
     # ---- algebra ---------------------------------------------------------------------
     def __add__(self, other) -> Objective:
@@ -94,11 +100,20 @@ class Objective:
 
 
 def _unary(obj: Objective, op: Callable[[torch.Tensor], torch.Tensor], name: str) -> Objective:
-    return Objective(lambda acts: op(obj(acts)), obj.layers, name, obj.targets)
+    def select(index):
+        return _unary(obj.select(index), op, name)
+
+    return Objective(lambda acts: op(obj(acts)), obj.layers, name, obj.targets,
+                     select if obj._select is not None else None)
 
 
 def _binary(a: Objective, b: Objective, op, name: str) -> Objective:
-    return Objective(lambda acts: op(a(acts), b(acts)), a.layers + b.layers, name, a.targets + b.targets)
+    def select(index):
+        return _binary(a.select(index), b.select(index), op, name)
+
+    needs_select = a._select is not None or b._select is not None
+    return Objective(lambda acts: op(a(acts), b(acts)), a.layers + b.layers, name,
+                     a.targets + b.targets, select if needs_select else None)
 
 
 # ---- building blocks ---------------------------------------------------------------------
@@ -180,9 +195,12 @@ def per_element(objectives: Sequence[Objective]) -> Objective:
                 raise ValueError(f"per_element has {len(objectives)} objectives but the batch has {n} images")
             return torch.cat([obj({k: v[i:i + 1] for k, v in acts.items()}) for i, obj in enumerate(objectives)])
 
+    def select(index):
+        return per_element([objectives[int(i)] for i in index])
+
     names = [o.name for o in objectives]
     label = f"per_element[{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}] ({len(names)})"
-    result = Objective(fn, layers, label, targets, kind="per_element")
+    result = Objective(fn, layers, label, targets, select, kind="per_element")
     result.parts = tuple(objectives)  # type: ignore[attr-defined]
     return result
 
