@@ -46,8 +46,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from cnnscope.analysis.patterns import class_indices, class_patterns, most_confusable
-    from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.data.images import dataset_images
+    from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.figures.activations import layer_figures
     from cnnscope.figures.patterns import confusable_figure, pattern_figure, separating_figure
     from cnnscope.files import save_image, write_json

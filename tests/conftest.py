@@ -70,3 +70,18 @@ def small_model(small_model_dir):
 
     model, _ = load_checkpoint(small_model_dir)
     return model
+
+
+@pytest.fixture(scope="session")
+def four_vs_nine(small_model_dir, mnist):
+    """The small model, 120 test "4"s and "9"s (tensors and indices) and their patterns of
+    Conv2D_3 and Dense_1 (shared by the analysis and figure tests of patterns)."""
+    from cnnscope.analysis import patterns
+    from cnnscope.nn.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(small_model_dir)
+    idx_a = patterns.class_indices(mnist.test_y, 4, 120)
+    idx_b = patterns.class_indices(mnist.test_y, 9, 120)
+    a, b = to_tensor(mnist.test_x[idx_a]), to_tensor(mnist.test_x[idx_b])
+    results = patterns.class_patterns(model, a, b, ["Conv2D_3", "Dense_1"], (4, 9))
+    return model, a, b, idx_a, idx_b, results

@@ -1,4 +1,4 @@
-"""Write the Keras fixtures of tests/test_keras_import.py (needs TensorFlow; not part of the project).
+"""Write the Keras fixtures of tests/nn/test_keras_import.py (needs TensorFlow; not part of the project).
 
 Run once with a Keras 2 TensorFlow (2.15, for `.h5` files like the articles' `cnn.h5`) and
 once with a Keras 3 TensorFlow (for `.keras` files), each in a throw-away venv:

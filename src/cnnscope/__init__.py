@@ -22,33 +22,31 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it
-_API = {
-    # the network and its files
-    "CNN": "cnnscope.nn.model", "ModelSpec": "cnnscope.nn.model", "default_spec": "cnnscope.nn.model",
-    "activations": "cnnscope.nn.model", "map_batches": "cnnscope.nn.model",
-    "load_model": "cnnscope.nn.checkpoint", "load_checkpoint": "cnnscope.nn.checkpoint",
-    "save_checkpoint": "cnnscope.nn.checkpoint", "import_keras": "cnnscope.nn.keras_import",
-    # inputs
-    "load_mnist": "cnnscope.data.mnist", "to_tensor": "cnnscope.data.mnist",
-    "load_photo": "cnnscope.data.photos", "mnist_style": "cnnscope.data.images",
-    # training
-    "TrainSettings": "cnnscope.training.settings", "recipe_settings": "cnnscope.training.settings",
-    "train": "cnnscope.training.loop", "run_training": "cnnscope.training.runs",
-    # optimisation-based visualisation
-    "objectives": "cnnscope.optvis.objectives", "ascend": "cnnscope.optvis.ascent", "AscentSettings": "cnnscope.optvis.ascent",
-    "find_oips": "cnnscope.optvis.oip", "map_objectives": "cnnscope.optvis.oip",
-    "logit_objectives": "cnnscope.optvis.oip", "add_dataset_max": "cnnscope.optvis.oip",
-    "quality": "cnnscope.optvis.oip", "multiscale_noise": "cnnscope.optvis.starts",
-    "dream": "cnnscope.optvis.dream", "DreamSettings": "cnnscope.optvis.dream",
-    # analysis
-    "evaluate": "cnnscope.analysis.evaluation", "class_patterns": "cnnscope.analysis.patterns",
-    "attribute": "cnnscope.analysis.attribution",
-    # pictures
-    "zoo_picture": "cnnscope.figures.oip", "evolution_strip": "cnnscope.figures.oip",
-    "layer_figure": "cnnscope.figures.activations", "render_panel": "cnnscope.figures.dream",
-    "to_pil": "cnnscope.figures.render",
+# module -> the public names it defines
+_MODULES = {
+    "cnnscope.nn.model": ("CNN", "ModelSpec", "default_spec", "activations", "map_batches"),
+    "cnnscope.nn.checkpoint": ("load_model", "load_checkpoint", "save_checkpoint"),
+    "cnnscope.nn.keras_import": ("import_keras",),
+    "cnnscope.data.mnist": ("load_mnist", "to_tensor"),
+    "cnnscope.data.photos": ("load_photo",),
+    "cnnscope.data.images": ("mnist_style",),
+    "cnnscope.training.settings": ("TrainSettings", "recipe_settings"),
+    "cnnscope.training.loop": ("train",),
+    "cnnscope.training.runs": ("run_training",),
+    "cnnscope.optvis.objectives": ("objectives",),  # the module itself
+    "cnnscope.optvis.ascent": ("ascend", "AscentSettings"),
+    "cnnscope.optvis.oip": ("find_oips", "map_objectives", "logit_objectives", "add_dataset_max", "quality"),
+    "cnnscope.optvis.starts": ("multiscale_noise",),
+    "cnnscope.optvis.dream": ("dream", "DreamSettings"),
+    "cnnscope.analysis.evaluation": ("evaluate",),
+    "cnnscope.analysis.patterns": ("class_patterns",),
+    "cnnscope.analysis.attribution": ("attribute",),
+    "cnnscope.figures.oip": ("zoo_picture", "evolution_strip"),
+    "cnnscope.figures.activations": ("layer_figure",),
+    "cnnscope.figures.dream": ("render_panel",),
+    "cnnscope.figures.render": ("to_pil",),
 }
+_API = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = ["__version__", *_API]
 

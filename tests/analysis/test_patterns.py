@@ -71,18 +71,6 @@ def test_bad_options_are_user_errors():
         patterns.class_indices(np.array([4, 4, 9]), 4, 3)
 
 
-@pytest.fixture(scope="module")
-def four_vs_nine(small_model_dir, mnist):
-    from cnnscope.nn.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(small_model_dir)
-    idx_a = patterns.class_indices(mnist.test_y, 4, 120)
-    idx_b = patterns.class_indices(mnist.test_y, 9, 120)
-    a, b = to_tensor(mnist.test_x[idx_a]), to_tensor(mnist.test_x[idx_b])
-    results = patterns.class_patterns(model, a, b, ["Conv2D_3", "Dense_1"], (4, 9))
-    return model, a, b, idx_a, idx_b, results
-
-
 def test_ranking_picks_maps_that_really_differ(four_vs_nine):
     model, a, b, _, _, results = four_vs_nine
     result = results["Conv2D_3"]

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from cnnscope.analysis import patterns
 from cnnscope.data.images import dataset_images
-from cnnscope.data.mnist import to_tensor
 from cnnscope.figures import render
 from cnnscope.figures.activations import grid_options
 from cnnscope.figures.patterns import (
@@ -18,18 +16,6 @@ from cnnscope.figures.patterns import (
     pattern_figure,
     separating_figure,
 )
-
-
-@pytest.fixture(scope="module")
-def four_vs_nine(small_model_dir, mnist):
-    from cnnscope.nn.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(small_model_dir)
-    idx_a = patterns.class_indices(mnist.test_y, 4, 120)
-    idx_b = patterns.class_indices(mnist.test_y, 9, 120)
-    a, b = to_tensor(mnist.test_x[idx_a]), to_tensor(mnist.test_x[idx_b])
-    results = patterns.class_patterns(model, a, b, ["Conv2D_3", "Dense_1"], (4, 9))
-    return model, a, b, idx_a, idx_b, results
 
 
 def test_markers_sit_on_the_tiles_with_common_points(four_vs_nine):

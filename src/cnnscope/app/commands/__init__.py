@@ -20,6 +20,13 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
 
 
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --data and --device: what most commands need to load a model and its data."""
+    add_model_option(parser)
+    add_data_option(parser)
+    add_device_option(parser)
+
+
 def add_out_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--out", default=default, metavar="PATH", help=f"output file or folder (default: {default})")
 

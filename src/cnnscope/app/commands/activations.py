@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 from cnnscope.errors import UserError
 
 NAME = "activations"
@@ -31,9 +31,7 @@ def add_image_options(parser: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cnnscope.figures.render import CMAPS, SCALES
 
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
     parser.add_argument("--layer", default=None, metavar="NAME",
                         help="layer name, several comma-separated, or 'all' (one figure per layer; "
                              "default: the first layer, Conv2D_1)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 
 NAME = "demo"
 ORDER = 0
@@ -13,9 +13,7 @@ HELP = "train (or reuse) the default model and write an HTML report of everythin
 
 
 def add_arguments(parser) -> None:
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
     parser.add_argument("--out", default="reports/demo", metavar="DIR",
                         help="report folder (default: reports/demo); index.html is written last")
     parser.add_argument("--quick", action="store_true",

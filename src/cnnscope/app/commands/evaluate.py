@@ -6,7 +6,7 @@ import json
 import os
 from pathlib import Path
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 
 NAME = "evaluate"
 ORDER = 21
@@ -14,9 +14,7 @@ HELP = "accuracy, per-class accuracy, confusion matrix PNG and the most confiden
 
 
 def add_arguments(parser) -> None:
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
     parser.add_argument("--set", default="test", help="image set: test (default) or train")
     parser.add_argument("--out", default="out/evaluation", metavar="DIR",
                         help="folder for confusion.png, mistakes.png, evaluation.json (default: out/evaluation)")

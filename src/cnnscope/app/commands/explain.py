@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 from cnnscope.errors import UserError
 
 NAME = "explain"
@@ -23,9 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cnnscope.app.commands.activations import add_image_options
     from cnnscope.figures.render import CMAPS
 
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
     add_image_options(parser)
     parser.add_argument("--method", default="all", metavar="NAMES",
                         help=f"comma-separated from {', '.join(METHODS)}, or all (default all)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 from cnnscope.app.explorer.hosts import LOOPBACK_HOSTS, is_loopback
 
 NAME = "explore"
@@ -11,9 +11,7 @@ HELP = "start the interactive explorer: draw a digit and watch every layer respo
 
 
 def add_arguments(parser) -> None:
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
     parser.add_argument("--port", type=int, default=8000, help="TCP port (default 8000; 0 picks a free one)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default 127.0.0.1; anything else needs --allow-remote)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 
 NAME = "oip"
 ORDER = 40
@@ -18,9 +18,7 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
     what = parser.add_argument_group("what to visualise (default: all maps of --layer)")
     what.add_argument("--layer", default="Conv2D_3", help="layer of --maps / --node (default Conv2D_3)")
     what.add_argument("--maps", default=None, metavar="LIST",

@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 from cnnscope.errors import UserError
 
 NAME = "patterns"
@@ -23,9 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from cnnscope.analysis.patterns import DEFAULT_COUNT, DEFAULT_LEVEL, DEFAULT_SHARE, MEASURES
     from cnnscope.figures.render import CMAPS
 
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
     parser.add_argument("--digits", default="4,9", metavar="A,B", help="two different digits (default 4,9)")
     parser.add_argument("--layer", default=None, metavar="NAMES",
                         help="comma-separated layers (default: the last conv and the first dense layer, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cnnscope.app.commands import add_data_option, add_device_option, add_model_option
+from cnnscope.app.commands import add_common_options
 
 NAME = "predict"
 ORDER = 20
@@ -26,9 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of the bar chart")
     parser.add_argument("--save-input", metavar="PNG", default=None,
                         help="also save the 28x28 image the network saw (useful with --image)")
-    add_model_option(parser)
-    add_data_option(parser)
-    add_device_option(parser)
+    add_common_options(parser)
 
 
 def run(args) -> int:
