@@ -92,6 +92,13 @@ BAD = [
     (["--strip", "77", "--maps", "1,2"], "--strip"),
     (["--size", "40", "--logit", "1"], "after Flatten"),
     (["--steps", "abc"], "invalid float"),
+    (["--strategy", "coarse-to-fine", "--stages", "10,10"], "2 stage steps for 4 noise scales"),
+    (["--strategy", "coarse-to-fine", "--stages", "10,0,5,5"], "stage steps must be a whole number >= 1"),
+    (["--strategy", "coarse-to-fine", "--stages", "10,x,5,5"], "not a whole number"),
+    (["--strategy", "coarse-to-fine", "--start", "test:3"], "cannot be combined with the coarse-to-fine"),
+    (["--starts", "1"], "starts must be >= 2"),
+    (["--starts", "3", "--restarts", "2"], "disagree"),
+    (["--snapshots", "-1"], "snapshots"),
 ]
 
 
@@ -116,3 +123,26 @@ def test_missing_model_is_a_user_error(tmp_path, monkeypatch, capsys):
     code, _, err = run_cli(["--model", str(tmp_path / "nope"), "--steps", "3"], capsys)
     assert code == 2 and "no checkpoint" in err and len(err.strip().splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gallery_strategy_one_and_convergence_report(small_model_dir, tmp_path, capsys):
+    code, out, err = run_cli(["--model", str(small_model_dir), "--maps", "0-5", "--starts", "3", "--steps", "30",
+                              "--snapshots", "3", "--quiet", "--out", str(tmp_path / "g.png")], capsys)
+    assert code == 0, err
+    body = json.loads((tmp_path / "g.json").read_text())
+    gallery = body["gallery"]
+    assert len(gallery["similarity"]) == 6 and gallery["stable"] + gallery["start_dependent"] <= 6
+    assert all(len(target["starts"]) == 3 for target in body["targets"])
+    with Image.open(tmp_path / "g_gallery.png") as picture:
+        assert picture.height > 6 * 60  # one row per target
+    with Image.open(tmp_path / "g_evolution.png") as strip:
+        assert strip.width > 4 * 80  # five snapshots of 84 px
+    assert [row["step"] for row in body["targets"][0]["convergence"]] == [0, 3, 6, 12, 30]  # b = 30 // 2**3
+    assert "median similarity" in out and "convergence of" in out and " => " in out
+
+    code, out, err = run_cli(["--model", str(small_model_dir), "--maps", "0-3", "--strategy", "coarse-to-fine",
+                              "--stages", "3,3,4,10", "--quiet", "--out", str(tmp_path / "c.png")], capsys)
+    assert code == 0, err
+    body = json.loads((tmp_path / "c.json").read_text())
+    assert body["strategy"] == {"name": "coarse-to-fine", "stage_steps": [3, 3, 4, 10]}
+    assert body["settings"]["steps"] == 20 and len(body["targets"][0]["trajectory"]) == 21

@@ -13,10 +13,15 @@ from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.figures.oip import evolution_strip, oip_tile, zoo_picture
 from cnnscope.figures.render import tile_origin
+from cnnscope.nn.model import per_image_standardize
 from cnnscope.optvis import objectives as O
-from cnnscope.optvis.ascent import AscentSettings
+from cnnscope.optvis.ascent import AscentSettings, ascend, log_snapshot_steps
+from cnnscope.optvis.gallery import gallery_summary, shift_similarity, start_similarity
 from cnnscope.optvis.oip import (
+    CoarseToFine,
     add_dataset_max,
+    convergence,
+    convergence_line,
     dataset_max,
     find_oips,
     logit_objectives,
@@ -26,7 +31,7 @@ from cnnscope.optvis.oip import (
     run_to_json,
     start_seed,
 )
-from cnnscope.optvis.starts import multiscale_noise
+from cnnscope.optvis.starts import multiscale_noise, noise_components
 
 FEW = AscentSettings(steps=20)
 
@@ -149,7 +154,8 @@ def test_tiles_mark_maps_that_did_not_react():
 def test_evolution_strip(zoo, tmp_path):
     _, run = zoo
     strip = evolution_strip(run, 0, scale=4)
-    assert strip.shape == (12 + 28 * 4, 2 * 28 * 4 + 2, 3)
+    assert strip.shape == (12 + 28 * 4 + 12, 2 * 28 * 4 + 2, 3)  # label, image, convergence figures
+    assert (strip[-12:, 100:112] == 235).all()  # the convergence footer's background (right of its text)
     Image.fromarray(strip).save(tmp_path / "strip.png")
 
 
@@ -195,3 +201,69 @@ def test_report_section_quick(small_model, mnist, tmp_path):
         assert (tmp_path / figure.path).exists()
     assert "reacted, precursor (8 starts per map)" in section.facts
     assert json.loads((tmp_path / "oip_deep.json").read_text())["precursor"] == 8
+
+
+def test_convergence_report_follows_the_trajectory(zoo):
+    _, run = zoo
+    rows = convergence(run, 3)
+    assert [row["step"] for row in rows] == sorted(run.snapshots)
+    values = run.values[:, 3].double()
+    for row in rows[1:]:
+        k = row["step"]
+        assert row["value"] == float(values[k])
+        assert row["step_change"] == pytest.approx(float(values[k] - values[k - 1]))
+        assert row["relative"] == pytest.approx(row["step_change"] / row["value"])
+    assert rows[0]["step_change"] is None and rows[1]["since_snapshot"] == pytest.approx(rows[1]["value"] - rows[0]["value"])
+    assert convergence_line(rows).count(" => ") == len(rows) - 2
+
+
+def test_snapshot_count_sets_the_log_spaced_steps():
+    assert AscentSettings(steps=64, snapshot_count=3).snapshots() == (0, 8, 16, 32, 64) == log_snapshot_steps(64, 3)
+    assert AscentSettings(steps=600).snapshots() == (0, 9, 18, 36, 72, 144, 288, 600)  # the articles'
+    with pytest.raises(UserError, match="snapshots"):
+        AscentSettings(snapshot_count=-1).check()
+
+
+def test_coarse_to_fine_is_the_stagewise_ascent_done_by_hand(small_model):
+    objective = O.channel("Conv2D_3", 3)
+    stages = (4, 3, 3, 6)
+    run = find_oips(small_model, [objective], AscentSettings(), seed=2, strategy=CoarseToFine(stages))
+    assert run.values.shape[0] == sum(stages) + 1 and run.settings.steps == sum(stages)
+    # by hand: the coarsest scale alone, then each shorter scale's fluctuations added and standardised
+    seed = start_seed(2, objective, 0)
+    parts = noise_components(1, 28, (3, 7, 14, 28), seeds=[seed])
+    x = multiscale_noise(1, 28, (3,), (0.5,), seeds=[seed])
+    assert torch.equal(run.snapshots[0], x)
+    for stage, steps in enumerate(stages):
+        if stage:
+            x = per_image_standardize(x + 0.5 * parts[stage])
+        x = ascend(small_model, x, O.per_element([objective]), AscentSettings(steps=steps, snapshot_steps=())).images
+    assert torch.allclose(run.images, x, atol=1e-5)
+    # the full superposition start is the same noise with every scale at once
+    full = multiscale_noise(1, 28, seeds=[seed])
+    assert torch.allclose(full, per_image_standardize(sum(0.5 * part for part in parts)), atol=1e-6)
+
+
+def test_shift_similarity_and_galleries(small_model):
+    image = multiscale_noise(1, seed=3)
+    shifted = torch.zeros_like(image)
+    shifted[..., 1:, 2:] = image[..., :-1, :-2]  # the same pattern, one pixel down and two right
+    other = multiscale_noise(1, seed=4)
+    assert float(shift_similarity(image, image)) == pytest.approx(1.0)
+    assert float(shift_similarity(image, shifted)) == pytest.approx(1.0)
+    assert float(shift_similarity(image, shifted, max_shift=0)) < 0.9
+    assert float(shift_similarity(image, other)) < 0.6
+    run = find_oips(small_model, map_objectives(small_model, "Conv2D_3", range(8)), FEW, restarts=3, seed=1)
+    assert run.starts.images.shape == (3, 8, 1, 28, 28)
+    for i in range(8):  # the kept OIP is the chosen start's image
+        assert torch.equal(run.images[i], run.starts.images[int(run.restart[i]), i])
+    similarity = start_similarity(run)
+    summary = gallery_summary(run)
+    assert summary["verdict"].count("stable") == summary["stable"]
+    for i, value in enumerate(similarity.tolist()):
+        if int(run.starts.reacted[:, i].sum()) < 2:
+            assert value != value  # NaN: fewer than two reacting starts
+        else:
+            assert -1 <= value <= 1
+    with pytest.raises(UserError, match="at least 2 starts"):
+        start_similarity(find_oips(small_model, map_objectives(small_model, "Conv2D_3", [1]), FEW))

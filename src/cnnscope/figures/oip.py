@@ -8,8 +8,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from cnnscope.figures.render import colorize, enhance_contrast, grid, label, upscale
-from cnnscope.optvis.oip import OipRun, tile_text
+from cnnscope.figures.render import (
+    colorize,
+    enhance_contrast,
+    grid,
+    label,
+    stack,
+    text_block,
+    upscale,
+)
+from cnnscope.optvis.oip import OipRun, convergence, tile_text
 
 TILE_SCALE = 3
 
@@ -21,7 +29,6 @@ NOT_REACTED = (200, 40, 40)
 
 
 def _header(width: int, text: str, color=(255, 255, 255), background=(0, 0, 0)) -> np.ndarray:
-
     strip = np.zeros((HEADER, width, 3), dtype=np.uint8)
     strip[:] = background
     return label(strip, text, position=(1, 0), color=color, background=None)
@@ -29,7 +36,6 @@ def _header(width: int, text: str, color=(255, 255, 255), background=(0, 0, 0)) 
 
 def oip_pair(image, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
     """The articles' two renderings side by side: plain colour map | contrast-enhanced (1-99 percentile)."""
-
     values = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
     values = values.reshape(values.shape[-2:])
     plain = upscale(colorize(values, cmap), scale)
@@ -54,21 +60,23 @@ def oip_tile(image, text: str, reacted: bool = True, scale: int = TILE_SCALE, cm
 
 def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
     """All OIPs of a run as a labelled grid (top-down, `columns` per row)."""
-
     tiles = [oip_tile(run.images[i], tile_text(run, i), bool(run.reacted[i]), scale, cmap)
              for i in range(len(run.objectives))]
     return grid(tiles, columns=columns, separator=2)
 
 
 def evolution_strip(run: OipRun, index: int, scale: int = 4, cmap: str = "viridis") -> np.ndarray:
-    """One target's image at every snapshot step, labelled "step k: value"."""
-
+    """One target's image at every snapshot step, labelled "step k: value" and, below, the
+    articles' convergence figures: the step's change of the value and change / value."""
     tiles = []
-    for step, images in sorted(run.snapshots.items()):
+    for row, (step, images) in zip(convergence(run, index), sorted(run.snapshots.items()), strict=True):
         picture = upscale(colorize(images[index, 0].numpy(), cmap), scale)
-        row = min(step, run.values.shape[0] - 1)
-        text = f"{step}: {float(run.values[row, index]):.3g}"
-        tiles.append(np.concatenate([_header(picture.shape[1], text), picture], axis=0))
+        change = "start" if row["step_change"] is None else f"d {row['step_change']:.2g}"
+        if row["relative"] is not None:
+            change += f" ({row['relative']:.1g})"
+        header = _header(picture.shape[1], f"{step}: {row['value']:.3g}")
+        footer = _header(picture.shape[1], change, color=(40, 40, 40), background=(235, 235, 235))
+        tiles.append(np.concatenate([header, picture, footer], axis=0))
     gap = np.full((tiles[0].shape[0], 2, 3), 255, dtype=np.uint8)
     parts = []
     for tile in tiles:
@@ -84,3 +92,36 @@ def evolution_gif_frames(run: OipRun, index: int, scale: int = 8, cmap: str = "v
 def animation_frames(images: Sequence[torch.Tensor], scale: int = 8, cmap: str = "viridis") -> list[np.ndarray]:
     """Coloured, upscaled RGB frames of H x W images (e.g. `FrameCollector.images`)."""
     return [upscale(colorize(image.numpy(), cmap), scale) for image in images]
+
+
+def gallery_picture(run: OipRun, summary: dict | None = None, targets: Sequence[int] | None = None,
+                    scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
+    """Every start of each target side by side, one row per target (the articles' series).
+
+    Args:
+        run: an `OipRun` with `starts` (from `find_oips(..., restarts=S)`).
+        summary: `optvis.gallery.gallery_summary(run)`, for the similarity and verdict per row.
+        targets: which targets (indices into the run), default all.
+
+    Returns:
+        An RGB array; the kept start of each row is labelled "best".
+    """
+    if run.starts is None:
+        raise ValueError("the run has no record of its starts (use restarts >= 2)")
+    rows = []
+    for i in (range(len(run.objectives)) if targets is None else targets):
+        tiles = []
+        for r in range(run.starts.images.shape[0]):
+            value, reacted = float(run.starts.final[r, i]), bool(run.starts.reacted[r, i])
+            text = f"start {r + 1}  {value:.3g}" if reacted else f"start {r + 1}  no reaction"
+            if r == int(run.restart[i]):
+                text += "  best"
+            tiles.append(oip_tile(run.starts.images[r, i], text, reacted, scale, cmap))
+        title = run.objectives[i].name
+        if summary is not None:
+            similarity = summary["similarity"][i]
+            title += (f"   similarity {similarity:.2f}: {summary['verdict'][i]}" if similarity is not None
+                      else f"   {summary['verdict'][i]}")
+        strip = grid(tiles, columns=len(tiles), separator=2)
+        rows.append(stack([text_block(title, size=12, width=strip.shape[1]), strip], axis="v", gap=1)[0])
+    return stack(rows, axis="v", gap=6)[0]

@@ -91,7 +91,8 @@ class AscentSettings:
     tolerance: float = 5e-4  # relative loss change counted as converged (article VIII's default)
     patience: int = 4  # successive converged steps before an early stop
     zero_patience: int = 10  # "did not react": value and gradient zero for more than this many steps
-    snapshot_steps: tuple[int, ...] | None = None  # None -> log_snapshot_steps(steps)
+    snapshot_steps: tuple[int, ...] | None = None  # None -> log_snapshot_steps(steps, snapshot_count)
+    snapshot_count: int = 6  # log-spaced snapshots between the start and the end (the articles' 6)
     seed: int = 0  # for jitter
     adam_betas: tuple[float, float] = (0.9, 0.999)
 
@@ -106,6 +107,7 @@ class AscentSettings:
         check_positive("tolerance", self.tolerance, allow_zero=True)
         check_whole("patience", self.patience, minimum=1)
         check_whole("zero patience", self.zero_patience, minimum=0)
+        check_whole("snapshots", self.snapshot_count, minimum=0)
         for step in self.snapshot_steps or ():
             if not 0 <= int(step) <= self.steps:
                 raise UserError(f"snapshot step {step} outside 0..{self.steps}", "snapshot steps")
@@ -113,7 +115,7 @@ class AscentSettings:
 
     def snapshots(self) -> tuple[int, ...]:
         if self.snapshot_steps is None:
-            return log_snapshot_steps(int(self.steps))
+            return log_snapshot_steps(int(self.steps), int(self.snapshot_count))
         return tuple(sorted({int(s) for s in self.snapshot_steps}))
 
     def pieces(self) -> AscentPieces:

@@ -16,13 +16,13 @@ the batch -- so `--maps 56` reproduces tile 56 of the zoo, and chunking never ch
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from cnnscope.errors import UserError
+from cnnscope.errors import UserError, check_whole
 from cnnscope.nn.model import map_batches, per_image_standardize
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentResult, AscentSettings, ascend
@@ -32,6 +32,7 @@ from cnnscope.optvis.starts import (
     DEFAULT_SCALES,
     check_noise_parameters,
     multiscale_noise,
+    noise_components,
     noise_seed,
 )
 from cnnscope.runtime import device_of
@@ -93,6 +94,17 @@ def logit_objectives(model, classes: Sequence[int] | None = None) -> list[O.Obje
 
 # ---- running -------------------------------------------------------------------------------
 @dataclass
+class StartRecord:
+    """The outcome of every start of every target (restart r of target i at [r, i])."""
+
+    images: torch.Tensor  # R x M x 1 x H x W final images
+    final: torch.Tensor  # R x M final values
+    reacted: torch.Tensor  # bool R x M
+    seeds: list[list[int]]  # R lists of M seeds
+    kinds: list[list[str]]  # R lists of M start kinds
+
+
+@dataclass
 class OipRun:
     """OIPs for a list of objectives (one per target), with everything the pictures and JSON need."""
 
@@ -115,6 +127,8 @@ class OipRun:
     dataset_max: torch.Tensor | None = None  # (M,) highest value over the test images
     dataset_argmax: torch.Tensor | None = None  # (M,) index of that test image
     extra: dict = field(default_factory=dict)
+    starts: StartRecord | None = None  # every start's final image and value (the kept one included)
+    strategy: dict = field(default_factory=lambda: {"name": "superposition"})
 
     @property
     def final(self) -> torch.Tensor:
@@ -176,6 +190,82 @@ def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], 
                         snapshots=snapshots, converged=converged)
 
 
+class Superposition:
+    """The articles' strategy 0: all noise scales superposed in the start, then one ascent."""
+
+    name = "superposition"
+
+    def start_noise(self, scales: tuple[int, ...], factors: tuple[float, ...]):
+        """The scales and factors of the starting noise."""
+        return scales, factors
+
+    def total_steps(self, settings: AscentSettings) -> int:
+        return int(settings.steps)
+
+    def ascend(self, model, starts: torch.Tensor, objectives: Sequence[O.Objective], settings: AscentSettings,
+               components: Callable[[], list[torch.Tensor]], factors: tuple[float, ...], run_kw: dict) -> AscentResult:
+        return run_batched(model, starts, objectives, settings, description="OIPs", **run_kw)
+
+    def describe(self) -> dict:
+        return {"name": self.name}
+
+
+class CoarseToFine(Superposition):
+    """The articles' strategy 1 (article VIII, "not yet developed" there): start from the longest
+    scale's noise only, ascend `stage_steps[0]` steps, add the next shorter scale's fluctuations
+    (times its factor) to the partly evolved image, standardise, ascend `stage_steps[1]` steps,
+    and so on over all scales. The articles' stage epochs are (20, 40, 80, 400).
+    """
+
+    name = "coarse-to-fine"
+
+    def __init__(self, stage_steps: Sequence[int] = (20, 40, 80, 400)):
+        self.stage_steps = tuple(check_whole("stage steps", s, minimum=1) for s in stage_steps)
+        if not self.stage_steps:
+            raise UserError("coarse-to-fine needs at least one stage", "stages")
+
+    def start_noise(self, scales, factors):
+        if len(self.stage_steps) != len(scales):
+            raise UserError(f"{len(self.stage_steps)} stage steps for {len(scales)} noise scales; "
+                            f"give one stage per scale (e.g. 20,40,80,400 for 3,7,14,28)", "stages")
+        return scales[:1], factors[:1]
+
+    def total_steps(self, settings: AscentSettings) -> int:
+        return sum(self.stage_steps)
+
+    def ascend(self, model, starts, objectives, settings, components, factors, run_kw) -> AscentResult:
+        parts = components()
+        snapshots = settings.snapshots()
+        x, results, offset = starts, [], 0
+        for stage, steps in enumerate(self.stage_steps):
+            if stage > 0:
+                x = per_image_standardize(x + factors[stage] * parts[stage])
+            local = tuple(k - offset for k in snapshots if offset <= k <= offset + steps)
+            stage_settings = replace(settings, steps=steps, snapshot_steps=local)
+            result = run_batched(model, x, objectives, stage_settings, description=f"stage {stage + 1}/"
+                                 f"{len(self.stage_steps)}", **run_kw)
+            results.append((offset, result))
+            x, offset = result.images, offset + steps
+        return _chain(results)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "stage_steps": list(self.stage_steps)}
+
+
+def _chain(results: Sequence[tuple[int, AscentResult]]) -> AscentResult:
+    """One result from consecutive stages (each stage's row 0 is the previous stage's end, with the
+    new fluctuations added; the trajectory keeps the value before they were added)."""
+    values = torch.cat([results[0][1].values, *[r.values[1:] for _, r in results[1:]]])
+    snapshots: dict[int, torch.Tensor] = {}
+    for offset, result in results:
+        for step, images in result.snapshots.items():
+            snapshots.setdefault(offset + step, images)
+    last = results[-1][1]
+    return AscentResult(images=last.images, values=values, reacted=last.reacted,
+                        steps_used=sum(r.steps_used for _, r in results), snapshots=dict(sorted(snapshots.items())),
+                        converged=last.converged)
+
+
 def find_oips(
     model,
     objectives: Sequence[O.Objective],
@@ -192,15 +282,20 @@ def find_oips(
     chunk_size: int = 512,
     device: torch.device | str | None = None,
     progress: bool = False,
+    strategy: Superposition | None = None,
 ) -> OipRun:
     """One OIP per objective: batched ascent from multi-scale noise (or `start`), best of `restarts`.
 
+    `strategy`: how the noise enters (default `Superposition()`, the articles' strategy 0;
+    `CoarseToFine(stage_steps)` is their strategy 1, whose steps replace `settings.steps`).
     `precursor=K` screens K starts per target and restart (the ordinary one plus K-1 long-range
     noise images) for `precursor_steps` steps and runs the best one in full.
     `start`: a 1 x 1 x H x W (or M x 1 x H x W) standardised image every target starts from
     instead of noise (no restarts or precursor then).
     """
+    strategy = strategy or Superposition()
     settings = (settings or AscentSettings()).check()
+    settings = replace(settings, steps=strategy.total_steps(settings)).check()
     objectives = list(objectives)
     if not objectives:
         raise UserError("no targets to find OIPs for", "objectives")
@@ -208,6 +303,8 @@ def find_oips(
     for objective in objectives:
         O.validate(objective, model)
     if start is not None:
+        if strategy.name != Superposition.name:
+            raise UserError(f"a start image cannot be combined with the {strategy.name} strategy", "start")
         if restarts != 1 or precursor:
             raise UserError("a start image cannot be combined with restarts or precursor (they need noise starts)",
                             "start")
@@ -225,21 +322,31 @@ def find_oips(
                       restart=torch.zeros(m, dtype=torch.long), start_seeds=[-1] * m, start_kind=["image"] * m,
                       settings=settings, scales=scales, factors=factors, seed=seed)
     pairs = [(r, i) for r in range(restarts) for i in range(m)]  # one start per (restart, target)
+    first_scales, first_factors = strategy.start_noise(scales, factors)
     if precursor > 1:
         starts, seeds, kinds = _precursor_starts(model, objectives, pairs, settings, seed, precursor, precursor_steps,
-                                                 size, scales, factors, run_kw)
+                                                 size, first_scales, first_factors, run_kw)
     else:
         seeds = [start_seed(seed, objectives[i], r) for r, i in pairs]
-        starts, kinds = multiscale_noise(len(pairs), size, scales, factors, seeds=seeds), ["noise"] * len(pairs)
-    result = run_batched(model, starts, [objectives[i] for r, i in pairs], settings, description="OIPs", **run_kw)
+        starts = multiscale_noise(len(pairs), size, first_scales, first_factors, seeds=seeds)
+        kinds = ["noise"] * len(pairs)
+    own = [start_seed(seed, objectives[i], r) for r, i in pairs]  # later stages add the target's own scales
+    result = strategy.ascend(model, starts, [objectives[i] for r, i in pairs], settings,
+                             lambda: noise_components(len(pairs), size, scales, seeds=own), factors, run_kw)
     columns = _best_restart(result, restarts, m)
+    record = StartRecord(
+        images=result.images.view(restarts, m, *result.images.shape[1:]),
+        final=result.final.view(restarts, m), reacted=result.reacted.view(restarts, m),
+        seeds=[seeds[r * m:(r + 1) * m] for r in range(restarts)],
+        kinds=[kinds[r * m:(r + 1) * m] for r in range(restarts)])
     return OipRun(
         objectives=objectives, images=result.images[columns], values=result.values[:, columns],
         reacted=result.reacted[columns], steps_used=result.steps_used[columns],
         snapshots={k: v[columns] for k, v in result.snapshots.items()},
         restart=columns // m, start_seeds=[seeds[int(c)] for c in columns], start_kind=[kinds[int(c)] for c in columns],
         settings=settings, scales=scales, factors=factors, restarts=restarts, precursor=precursor,
-        precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed,
+        precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed, starts=record,
+        strategy=strategy.describe(),
     )
 
 
@@ -349,6 +456,35 @@ def _median_ratio(a: torch.Tensor, b: torch.Tensor) -> float | None:
 
 
 
+def convergence(run: OipRun, index: int) -> list[dict]:
+    """The articles' convergence report for target `index`, one row per snapshot step.
+
+    Each row: `step`; `value` (objective after that many updates); `step_change`, the change
+    of the value in that one step, v[k] - v[k-1] (the articles' first number in
+    "3.6/41 => 3.9/76 => ... => 0.03/418"); `relative`, step_change / value (their convergence
+    measure); and `since_snapshot`, the change since the previous snapshot. Undefined entries
+    (step 0, a zero value) are None.
+    """
+    values = run.values[:, index].double()
+    rows, previous = [], None
+    for step in sorted(run.snapshots):
+        k = min(int(step), values.shape[0] - 1)
+        value = float(values[k])
+        step_change = float(values[k] - values[k - 1]) if k > 0 else None
+        rows.append({
+            "step": int(step), "value": value, "step_change": step_change,
+            "relative": step_change / value if step_change is not None and value != 0 else None,
+            "since_snapshot": value - previous if previous is not None else None,
+        })
+        previous = value
+    return rows
+
+
+def convergence_line(rows: Sequence[dict]) -> str:
+    """The report in the articles' notation: step change / value at each snapshot after the start."""
+    return " => ".join(f"{row['step_change']:.2g}/{row['value']:.3g}" for row in rows if row["step_change"] is not None)
+
+
 def strongest(run: OipRun) -> int:
     """Index of the reacting target with the highest final value (the first target if none reacted)."""
     return int(torch.where(run.reacted, run.final, torch.full_like(run.final, -float("inf"))).argmax())
@@ -383,6 +519,7 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
         "restarts": run.restarts,
         "precursor": run.precursor,
         "precursor_steps": run.precursor_steps,
+        "strategy": run.strategy,
         "space": "standardised network input (after the model's normalisation)",
         "quality": quality(run),
         "targets": [],
@@ -409,7 +546,13 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
             entry["dataset_max"] = float(run.dataset_max[i])
             entry["dataset_argmax"] = int(run.dataset_argmax[i])
             entry["beats_dataset_max"] = bool(run.reacted[i]) and float(run.final[i]) > float(run.dataset_max[i])
+        if run.starts is not None and run.restarts > 1:
+            entry["starts"] = [{"seed": run.starts.seeds[r][i], "kind": run.starts.kinds[r][i],
+                                "final": float(run.starts.final[r, i]), "reacted": bool(run.starts.reacted[r, i])}
+                               for r in range(run.restarts)]
         entry["trajectory"] = _round(run.values[:, i].numpy())
+        entry["convergence"] = [{k: (float(f"{v:.6g}") if isinstance(v, float) else v) for k, v in row.items()}
+                                for row in convergence(run, i)]
         if include_images:
             entry["image"] = [_round(row, 8) for row in run.images[i, 0].numpy()]
         body["targets"].append(entry)

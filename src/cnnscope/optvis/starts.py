@@ -83,21 +83,40 @@ def multiscale_noise(
     """
     height, width = _size(size)
     scales, factors = check_noise_parameters(scales, factors, (height, width))
+    images = torch.zeros(int(n), 1, height, width)
+    for factor, component in zip(factors, noise_components(n, (height, width), scales, seed, seeds), strict=True):
+        if factor != 0:
+            images += factor * component
+    return per_image_standardize(images)
+
+
+def noise_components(
+    n: int,
+    size: int | tuple[int, int] = 28,
+    scales: Sequence[int] = DEFAULT_SCALES,
+    seed: int = 0,
+    seeds: Sequence[int] | None = None,
+) -> list[torch.Tensor]:
+    """The unweighted parts of `multiscale_noise`, one N x 1 x H x W tensor per scale.
+
+    Part s of image i is uniform [-1, 1] noise on an s x s grid, upscaled bicubically (with
+    antialiasing) to the image size; every scale's cells are drawn from image i's generator in
+    order, so a part is the same whichever factors are used (OIP strategy 1 adds them one by one).
+    """
+    height, width = _size(size)
     if seeds is None:
         seeds = [noise_seed(seed, i) for i in range(int(n))]
     elif len(seeds) != n:
         raise ValueError(f"got {len(seeds)} seeds for {n} images")
-    images = torch.zeros(int(n), 1, height, width)
+    parts = [torch.zeros(int(n), 1, height, width) for _ in scales]
     for i, image_seed in enumerate(seeds):
         generator = torch.Generator().manual_seed(int(image_seed))
-        for scale, factor in zip(scales, factors, strict=True):
-            cells = 2.0 * torch.rand(1, 1, scale, scale, generator=generator) - 1.0
-            if factor == 0:
-                continue
+        for part, scale in zip(parts, scales, strict=True):
+            cells = 2.0 * torch.rand(1, 1, int(scale), int(scale), generator=generator) - 1.0
             if (scale, scale) != (height, width):
                 cells = F.interpolate(cells, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
-            images[i] += factor * cells[0]
-    return per_image_standardize(images)
+            part[i] = cells[0]
+    return parts
 
 
 def from_images(images: torch.Tensor) -> torch.Tensor:

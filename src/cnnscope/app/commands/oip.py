@@ -32,11 +32,20 @@ def add_arguments(parser) -> None:
     ascent.add_argument("--epsilon", type=float, default=0.01, help="step size (default 0.01)")
     ascent.add_argument("--rule", default="normalized", choices=["normalized", "adam"],
                         help="step rule: gradient / RMS (articles) or Adam (default normalized)")
+    ascent.add_argument("--strategy", default="superposition", choices=["superposition", "coarse-to-fine"],
+                        help="superposition: all noise scales in the start (the articles' strategy 0, default); "
+                             "coarse-to-fine: the longest scale first, shorter ones added stage by stage "
+                             "(their strategy 1; --stages sets the steps, replacing --steps)")
+    ascent.add_argument("--stages", default="20,40,80,400", metavar="LIST",
+                        help="coarse-to-fine: steps of each stage, one per noise scale (default 20,40,80,400)")
     ascent.add_argument("--scales", default="3,7,14,28", metavar="LIST",
                         help="noise grid sizes (default 3,7,14,28)")
     ascent.add_argument("--factors", default=None, metavar="LIST",
                         help="weight of each noise scale (default 0.5 each)")
     ascent.add_argument("--restarts", type=float, default=1, help="starts per target, best kept (default 1)")
+    ascent.add_argument("--starts", type=float, default=None, metavar="N",
+                        help="N starts per target, all kept: a gallery picture side by side and how alike "
+                             "the starts' patterns are (stable / start-dependent)")
     ascent.add_argument("--precursor", type=float, default=0, metavar="K",
                         help="screen K long-range noise starts per target, run the best (default 0: off)")
     ascent.add_argument("--precursor-steps", type=float, default=12, help="steps of the precursor screening (default 12)")
@@ -51,6 +60,9 @@ def add_arguments(parser) -> None:
     ascent.add_argument("--size", type=float, default=None,
                         help="image size for conv layers (default: the model's, 28)")
     ascent.add_argument("--seed", type=float, default=0, help="seed of the noise (default 0)")
+    ascent.add_argument("--snapshots", type=float, default=6, metavar="N",
+                        help="log-spaced snapshots between start and end, for the strip and the convergence "
+                             "report (default 6, the articles')")
     output = parser.add_argument_group("output")
     output.add_argument("--evaluate", action="store_true",
                         help="also measure each target's maximum over the 10000 test images (dataset max)")
@@ -108,6 +120,7 @@ def output_paths(out: str | None, stem: str) -> dict[str, Path]:
         else:
             raise UserError(f"--out {out!r} must be a .png file or an existing folder")
     return {"png": main, "strip": main.with_name(main.stem + "_evolution.png"),
+            "gallery": main.with_name(main.stem + "_gallery.png"),
             "gif": main.with_suffix(".gif"), "json": main.with_suffix(".json")}
 
 
@@ -119,7 +132,18 @@ def settings_from(args):
         steps=whole("steps", args.steps, 1), epsilon=args.epsilon, rule=args.rule,
         jitter=whole("jitter", args.jitter, 0), blur=args.blur, tv_weight=args.tv,
         early_stop=bool(args.early_stop), tolerance=args.tolerance, seed=whole("seed", args.seed),
+        snapshot_count=whole("snapshots", args.snapshots, 0),
     ).check()
+
+
+def strategy_from(args):
+    """--strategy and --stages as a strategy object of the OIP engine."""
+    from cnnscope.app.parsing import parse_numbers
+    from cnnscope.optvis.oip import CoarseToFine, Superposition
+
+    if args.strategy == "superposition":
+        return Superposition()
+    return CoarseToFine(parse_numbers(args.stages, "stage steps", int))
 
 
 def load_start(args, model, mnist):
@@ -154,7 +178,7 @@ def run(args) -> int:
 def prepare(args) -> dict:
     """Every option checked, the model and targets loaded, the output paths decided."""
     from cnnscope.app.parsing import parse_numbers, whole
-    from cnnscope.data.mnist import load_mnist
+    from cnnscope.data.mnist import load_mnist_for_model
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.optvis.starts import DEFAULT_FACTORS
     from cnnscope.runtime import pick_device
@@ -162,22 +186,31 @@ def prepare(args) -> dict:
     settings = settings_from(args)
     scales = parse_numbers(args.scales, "noise scale", int)
     factors = parse_numbers(args.factors, "noise factor") if args.factors else list(DEFAULT_FACTORS[:1]) * len(scales)
-    options = {"scales": scales, "factors": factors, "restarts": whole("restarts", args.restarts, 1),
+    restarts = whole("restarts", args.restarts, 1)
+    gallery = args.starts is not None
+    if gallery:
+        starts = whole("starts", args.starts, 2)
+        if restarts not in (1, starts):
+            from cnnscope.errors import UserError
+
+            raise UserError(f"--starts {starts} and --restarts {restarts} disagree; give one of them")
+        restarts = starts
+    options = {"scales": scales, "factors": factors, "restarts": restarts,
                "precursor": whole("precursor", args.precursor, 0),
                "precursor_steps": whole("precursor steps", args.precursor_steps, 1),
-               "chunk_size": whole("chunk", args.chunk, 1)}
+               "chunk_size": whole("chunk", args.chunk, 1), "strategy": strategy_from(args)}
     columns = whole("columns", args.columns, 1) if args.columns is not None else None
     threads = whole("threads", args.threads, 1) if args.threads is not None else None
     device = pick_device(args.device)
-    model, _ = load_model(args.model, device=device)
+    model, config = load_model(args.model, device=device)
     targets, stem = build_targets(args, model)
     paths = output_paths(args.out, stem)
-    mnist = load_mnist(args.data) if (args.evaluate or (args.start or "").startswith(("test:", "train:"))) else None
+    mnist = load_mnist_for_model(config, args.data) if (args.evaluate or (args.start or "").startswith(("test:", "train:"))) else None
     start = load_start(args, model, mnist)
     options["size"] = None if args.size is None else whole("size", args.size, 1)
     return {"settings": settings, "options": options, "columns": columns, "threads": threads, "device": device,
             "model": model, "targets": targets, "paths": paths, "mnist": mnist, "start": start,
-            "strip_index": _strip_choice(args.strip, targets)}
+            "strip_index": _strip_choice(args.strip, targets), "gallery": gallery}
 
 
 def compute(args, job: dict):
@@ -195,8 +228,14 @@ def compute(args, job: dict):
 
 def write_outputs(args, job: dict, result) -> None:
     """The zoo picture, the evolution strip (and GIF), and the JSON sidecar."""
-    from cnnscope.figures.oip import evolution_gif_frames, evolution_strip, zoo_picture
+    from cnnscope.figures.oip import (
+        evolution_gif_frames,
+        evolution_strip,
+        gallery_picture,
+        zoo_picture,
+    )
     from cnnscope.files import save_gif, save_image, write_json
+    from cnnscope.optvis.gallery import gallery_summary
     from cnnscope.optvis.oip import run_to_json, strongest
 
     paths, targets = job["paths"], job["targets"]
@@ -211,6 +250,10 @@ def write_outputs(args, job: dict, result) -> None:
         save_gif(paths["gif"], evolution_gif_frames(result, strip_index), duration_ms=400)
         files["gif"] = str(paths["gif"])
     body = run_to_json(result, job["model"])
+    if job["gallery"]:
+        job["summary"] = body["gallery"] = gallery_summary(result)
+        save_image(paths["gallery"], gallery_picture(result, job["summary"]))
+        files["gallery"] = str(paths["gallery"])
     body["model"] = str(args.model or "default")
     body["evolution_target"] = result.objectives[strip_index].name
     body["files"] = files
@@ -219,7 +262,7 @@ def write_outputs(args, job: dict, result) -> None:
 
 def print_summary(job: dict, result) -> None:
     """One line per target (up to 16), the coverage figures and the files written."""
-    from cnnscope.optvis.oip import quality
+    from cnnscope.optvis.oip import convergence, convergence_line, quality
 
     paths = job["paths"]
     if len(job["targets"]) <= 16:
@@ -235,7 +278,16 @@ def print_summary(job: dict, result) -> None:
         summary += (f"; live {figures['live']}, live with OIP {figures['live_with_oip']}, "
                     f"beating the dataset max {figures['beats_dataset_max']}")
     print(summary)
-    print(f"wrote {paths['png']}, {paths['strip']}, {paths['json']}")
+    if job["gallery"]:
+        summary = job["summary"]
+        threshold = "n/a" if summary["threshold"] is None else f"{summary['threshold']:.2f}"
+        print(f"starts: median similarity {summary['median_similarity']}; {summary['stable']} stable, "
+              f"{summary['start_dependent']} start-dependent (threshold {threshold}: {summary['threshold_rule']})")
+    strip = job["strip_index"]
+    print(f"convergence of {result.objectives[strip].name} (step change/value at the snapshots): "
+          f"{convergence_line(convergence(result, strip))}")
+    gallery = f", {paths['gallery']}" if job["gallery"] else ""
+    print(f"wrote {paths['png']}, {paths['strip']}{gallery}, {paths['json']}")
     if not figures["reacted"] and job["options"]["precursor"] == 0 and job["start"] is None:
         print("hint: no target reacted; try --precursor 32 --restarts 2")
 
