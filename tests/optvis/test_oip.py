@@ -196,7 +196,8 @@ def test_report_section_quick(small_model, mnist, tmp_path):
     from cnnscope.app.report.oip import report_section
 
     section = report_section(ctx)
-    assert len(section.figures) == 5
+    assert len(section.figures) == 6
+    assert "gallery: stable / start-dependent maps" in section.facts
     for figure in section.figures:
         assert (tmp_path / figure.path).exists()
     assert "reacted, precursor (8 starts per map)" in section.facts

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from cnnscope.app.report.page import Figure, Section
 from cnnscope.data.mnist import to_tensor
-from cnnscope.figures.oip import evolution_strip, zoo_picture
+from cnnscope.figures.oip import evolution_strip, gallery_picture, zoo_picture
 from cnnscope.files import save_image, write_json
 from cnnscope.optvis.ascent import AscentSettings
+from cnnscope.optvis.gallery import gallery_summary
 from cnnscope.optvis.oip import (
     OipRun,
     add_dataset_max,
@@ -33,6 +34,7 @@ def report_section(ctx) -> Section:
         figures, facts = [], {}
         if deep is not None:
             _deep_zoos(ctx, deep, settings, test_images, figures, facts)
+            _gallery(ctx, deep, settings, figures, facts)
         if middle is not None:
             _middle_zoo(ctx, middle, settings, figures)
         _logits(ctx, settings, test_images, figures, facts)
@@ -86,6 +88,23 @@ def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: l
         "median OIP / dataset max (precursor)": q_robust.get("median_oip_over_dataset_max"),
     })
     write_json(ctx.folder / "oip_deep.json", run_to_json(robust, model, include_images=False))
+
+
+def _gallery(ctx, deep: str, settings: AscentSettings, figures: list, facts: dict) -> None:
+    """Eight maps of the deepest layer from four starts each: does the same pattern emerge?"""
+    model = ctx.model
+    maps = list(range(min(8, model.output_shape(deep)[0])))
+    run = find_oips(model, map_objectives(model, deep, maps), settings, restarts=4, seed=ctx.seed,
+                    device=ctx.device, progress=_progress(ctx))
+    summary = gallery_summary(run)
+    threshold = "n/a" if summary["threshold"] is None else f"{summary['threshold']:.2f}"
+    figures.append(Figure(_save(ctx, "oip_gallery.png", gallery_picture(run, summary)), (
+        f"Maps {maps[0]}-{maps[-1]} of {deep}, each from 4 different random starts (the articles' series). "
+        "When the same pattern emerges from different noise, it belongs to the map. Each row gives the median "
+        "shift-tolerant similarity of its starts (best normalised cross-correlation over shifts of up to "
+        f"{summary['max_shift']} pixels): 'stable' above {threshold}, the {summary['threshold_rule']}.")))
+    facts["gallery: stable / start-dependent maps"] = (f"{summary['stable']} / {summary['start_dependent']} of "
+                                                       f"{len(maps)} (median similarity {summary['median_similarity']})")
 
 
 def _middle_zoo(ctx, middle: str, settings: AscentSettings, figures: list) -> None:
