@@ -27,6 +27,7 @@ _MODULES = {
     "cnnscope.nn.model": ("CNN", "ModelSpec", "default_spec", "activations", "map_batches"),
     "cnnscope.nn.checkpoint": ("load_model", "load_checkpoint", "save_checkpoint"),
     "cnnscope.nn.keras_import": ("import_keras",),
+    "cnnscope.nn.onnx_import": ("import_onnx",),
     "cnnscope.data.mnist": ("load_mnist", "to_tensor"),
     "cnnscope.data.photos": ("load_photo",),
     "cnnscope.data.images": ("mnist_style",),
