@@ -11,7 +11,7 @@ from cnnscope import __version__
 from cnnscope.app.cli import build_parser, command_modules, main
 
 COMMANDS = {"demo", "train", "predict", "evaluate", "summary", "activations", "patterns", "explain",
-            "oip", "dream", "explore", "import-keras", "import-onnx"}
+            "oip", "dream", "explore", "import-keras", "import-onnx", "compare", "sweep"}
 
 
 def test_every_command_module_is_found_and_has_options():

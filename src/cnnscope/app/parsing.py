@@ -221,3 +221,59 @@ def parse_methods(text: str) -> list[str]:
     for name in names:
         check_choice("attribution method", name, METHODS)
     return list(dict.fromkeys(names))
+
+
+# ---- sweep grids -----------------------------------------------------------------------------
+def parse_grid(entries: Sequence[str] = (), path: str | None = None) -> dict[str, list]:
+    """A sweep grid from `--grid NAME=V1,V2` texts and/or a JSON file {"name": [values]}.
+
+    Names are `TrainSettings` fields (dashes allowed: batch-size); text values are converted to
+    the field's type ("none" for an optional one). Layout fields (conv, pools, dense) need the
+    JSON file.
+    """
+    import json
+    from pathlib import Path
+
+    grid: dict[str, list] = {}
+    if path is not None:
+        try:
+            loaded = json.loads(Path(path).expanduser().read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise UserError(f"grid file {path} is not readable JSON: {exc}", "grid file") from None
+        if not isinstance(loaded, dict):
+            raise UserError(f'grid file {path} must hold an object like {{"seed": [0, 1]}}', "grid file")
+        grid.update({str(k).replace("-", "_"): v if isinstance(v, list) else [v] for k, v in loaded.items()})
+    for text in entries:
+        name, sep, values = text.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or not name or not values.strip():
+            raise UserError(f"grid entry must look like seed=0,1,2, got {text!r}", "grid")
+        grid[name] = [_grid_value(name, value.strip()) for value in values.split(",")]
+    if not grid:
+        raise UserError("no grid given; e.g. --grid seed=0,1 or --grid-file grid.json", "grid")
+    return grid
+
+
+def _grid_value(name: str, text: str):
+    """`text` as the type of the TrainSettings field `name` (unknown names are left as text)."""
+    from dataclasses import fields
+
+    from cnnscope.training.settings import TrainSettings
+
+    kinds = {f.name: str(f.type) for f in fields(TrainSettings)}
+    kind = kinds.get(name)
+    if kind is None:
+        return text
+    if "None" in kind and text.lower() == "none":
+        return None
+    if kind.startswith("tuple"):
+        raise UserError(f"grid option {name!r} takes layout lists; give it in a --grid-file", "grid")
+    if kind.startswith("bool"):
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise UserError(f"grid option {name!r} takes true or false, got {text!r}", "grid")
+        return text.lower() in ("true", "1", "yes")
+    if kind.startswith("int"):
+        return _parse_int(text, f"grid option {name!r}")
+    if kind.startswith("float"):
+        return _parse_number(text, f"grid option {name!r}")
+    return text
