@@ -83,3 +83,25 @@ def test_nodes_numbers_indices_and_whole_numbers(small_model):
         whole("steps", 0.0, 1)
     assert torch.is_tensor(parse_layer_mix("Conv2D_1")({"Conv2D_1": torch.ones(1, 2, 3, 3)}))
     assert parse_map("Conv2D_1:0").name == "Conv2D_1:0"
+
+
+def test_layout_options_read_like_article_iiis_lists(tmp_path):
+    import json
+
+    from cnnscope.app.parsing import (
+        parse_conv_layers,
+        parse_dense_layers,
+        parse_pools,
+        read_layout_file,
+    )
+
+    assert parse_conv_layers("32:3:relu, 64:3x5:TANH,16:2") == (
+        (32, (3, 3), "relu"), (64, (3, 5), "tanh"), (16, (2, 2), "relu"))
+    assert parse_pools("2,3x2") == ((2, 2), (3, 2)) and parse_pools("none") == ()
+    assert parse_dense_layers("100:relu,10:softmax") == parse_dense_layers("100,10") == ((100, "relu"), (10, "softmax"))
+    path = tmp_path / "layout.json"  # article III's li_Conv, li_Pool, li_MLP with the activation codes
+    path.write_text(json.dumps({"conv": [[32, [3, 3], 0], [64, [3, 3], 2], [128, 3, "tanh"]],
+                                "pools": [[[2, 2]], [2, 2]], "dense": [[100, 1], [10, 0]]}))
+    assert read_layout_file(str(path)) == {
+        "conv": ((32, (3, 3), "relu"), (64, (3, 3), "elu"), (128, (3, 3), "tanh")),
+        "pools": ((2, 2), (2, 2)), "dense": ((100, "sigmoid"), (10, "softmax"))}

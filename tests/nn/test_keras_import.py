@@ -287,3 +287,41 @@ def test_older_keras_layouts(tmp_path):
     model, source = import_keras(old_h5, fixture_normalization(data))
     assert source["keras_version"] == "2.2.4"
     assert max(max_differences(model, data).values()) < TOLERANCE
+
+
+def test_per_pixel_import_feeds_keras_the_articles_scaled_images(mnist):
+    """With --normalize per-pixel the imported model standardises raw images by the articles'
+    StandardScaler (all 70000 images, 0..255 scale) before Keras's layers: raw images that the
+    scaler maps onto the fixture's inputs give Keras's outputs. (The fixture's Keras model was not
+    trained behind that scaler: without TensorFlow here no such fixture could be made; this checks
+    the import's arithmetic, not a model trained on per-pixel-scaled images.)"""
+    from sklearn.preprocessing import StandardScaler
+
+    from cnnscope.app.commands.import_keras import articles_pixel_statistics
+
+    data = expected("articles_k2.npz")
+    mean, std = articles_pixel_statistics(None)
+    model, _ = import_keras(FIXTURES / "articles_k2.h5", Normalization("per_pixel"), (mean, std))
+    scaler = StandardScaler().fit(np.concatenate([mnist.train_x, mnist.test_x]).reshape(70000, -1).astype(np.float32))
+    inputs = data["inputs"].reshape(4, -1).astype(np.float64)
+    raw = (scaler.inverse_transform(inputs) / 255.0).reshape(4, 1, 28, 28)  # what the scaler maps onto the inputs
+    with torch.no_grad():
+        probabilities = model.probabilities(torch.from_numpy(raw).float())
+        standardised = model.normalize(torch.from_numpy(raw).float())
+    assert np.allclose(standardised.numpy().reshape(4, -1), inputs, atol=1e-3)
+    assert np.abs(probabilities.numpy() - data["predictions"]).max() < 1e-4
+    with pytest.raises(UserError, match="per_pixel normalisation needs pixel statistics"):
+        import_keras(FIXTURES / "articles_k2.h5", Normalization("per_pixel"))
+
+
+def test_import_keras_per_pixel_on_the_command_line(tmp_path, capsys):
+    from cnnscope.app.commands.import_keras import articles_pixel_statistics
+    from cnnscope.nn.checkpoint import load_checkpoint
+
+    out = tmp_path / "imported"
+    assert main(["import-keras", str(FIXTURES / "articles_k2.h5"), "--out", str(out), "--normalize", "per-pixel"]) == 0
+    assert "normalisation: per_pixel (a mean and std for each of the 784 pixels" in capsys.readouterr().out
+    model, config = load_checkpoint(out)
+    mean, std = articles_pixel_statistics(None)
+    assert config["spec"]["normalization"]["mode"] == "per_pixel"
+    assert torch.equal(model.normalize.pixel_mean, mean) and torch.equal(model.normalize.pixel_std, std)

@@ -74,3 +74,19 @@ def test_shift_augmentation_moves_digits_without_cutting_them(mnist):
     assert (shifted != x).any(dim=(1, 2, 3)).float().mean() > 0.8
     affine = augment_batch(x, replace(settings, augment="affine"), torch.Generator().manual_seed(0))
     assert affine.shape == x.shape and affine.min() >= 0
+
+
+def test_a_sigmoid_output_is_scored_as_keras_categorical_crossentropy():
+    import torch.nn.functional as F
+
+    from cnnscope.nn.model import CNN, ModelSpec
+    from cnnscope.training.loop import class_scores
+
+    model = CNN(ModelSpec.from_lists(dense=[(10, "sigmoid")]))
+    outputs = torch.tensor([[0.9, 0.1] + [0.05] * 8, [1e-9] * 9 + [0.5]])
+    targets = torch.tensor([0, 3])
+    shares = outputs / outputs.sum(dim=1, keepdim=True)  # Keras: y_pred / sum, clipped to [eps, 1 - eps], -log
+    expected = -torch.log(shares.clamp(1e-7, 1 - 1e-7)[torch.arange(2), targets]).mean()
+    assert torch.allclose(F.cross_entropy(class_scores(model, outputs), targets), expected, rtol=1e-5)
+    softmax_model = CNN(ModelSpec.from_lists())
+    assert torch.equal(class_scores(softmax_model, outputs), outputs)  # logits stay logits

@@ -45,3 +45,19 @@ def test_bad_settings_name_their_parameter():
 def test_settings_from_a_stored_dict_ignore_unknown_keys():
     stored = {**asdict(TrainSettings(epochs=7)), "from_a_newer_version": 1}
     assert settings_from_dict(stored) == TrainSettings(epochs=7)
+
+
+def test_a_layout_survives_the_json_of_a_checkpoint():
+    import json
+
+    settings = TrainSettings(conv=((16, (3, 3), "tanh"), (32, (5, 5), "elu")), pools=(), dense=((10, "sigmoid"),),
+                             normalize="per_pixel").validate()
+    stored = settings_from_dict(json.loads(json.dumps(asdict(settings))))
+    assert stored == settings and stored.conv[1][1] == (5, 5)
+    assert stored.layout_text() == "conv 16:3x3:tanh,32:5x5:elu, pools none, dense 10:sigmoid"
+    assert [layer.name for layer in stored.model_spec().layers] == ["Conv2D_1", "Conv2D_2", "Flatten", "Dense_1"]
+    assert TrainSettings().model_spec().layers == TrainSettings(pools=((2, 2), (2, 2))).model_spec().layers
+    with pytest.raises(UserError, match="the output layer Dense_1 has 5 units; MNIST needs 10"):
+        TrainSettings(dense=((5, "softmax"),)).validate()
+    with pytest.raises(UserError, match="unknown normalisation 'z'"):
+        TrainSettings(normalize="z").validate()

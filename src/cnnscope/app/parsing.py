@@ -89,9 +89,10 @@ def parse_digits(text: str | Sequence[int], num_classes: int = 10) -> tuple[int,
 
 
 def parse_normalization(text: str) -> Normalization:
-    """`none`, `global` (MNIST's mean and std), `per_image`, or `MEAN,STD` on the [0, 1] pixel scale."""
+    """`none`, `global` (MNIST's mean and std), `per_image`, `per_pixel` (the pixel statistics come
+    separately), or `MEAN,STD` on the [0, 1] pixel scale."""
     value = text.strip().lower().replace("-", "_")
-    if value in ("none", "per_image"):
+    if value in ("none", "per_image", "per_pixel"):
         return Normalization(value)
     if value == "global":
         return default_spec().normalization
@@ -221,6 +222,167 @@ def parse_methods(text: str) -> list[str]:
     for name in names:
         check_choice("attribution method", name, METHODS)
     return list(dict.fromkeys(names))
+
+
+# ---- network layouts (article III's li_Conv, li_Pool, li_MLP) -------------------------------
+
+# the articles' build_cnn_simple codes its activations as indices into these lists
+ARTICLE_CONV_CODES = ("relu", "sigmoid", "elu", "tanh")
+ARTICLE_HIDDEN_CODES = ("relu", "sigmoid", "tanh")
+ARTICLE_OUTPUT_CODES = ("softmax", "sigmoid")
+LAYOUT_KEYS = ("conv", "pools", "dense")
+
+
+def _parse_size(text: str, what: str, parameter: str) -> tuple[int, int]:
+    """'3' -> (3, 3); '3x5' -> (3, 5)."""
+    parts = text.strip().lower().split("x")
+    if len(parts) > 2 or not all(part.strip().lstrip("-").isdigit() for part in parts):
+        raise UserError(f"{what} {text.strip()!r} must be a whole number or HxW, e.g. 3 or 3x3", parameter)
+    values = [int(part) for part in parts]
+    return (values[0], values[-1])
+
+
+def _layout_entries(text: str, what: str, parameter: str, example: str) -> list[list[str]]:
+    items = [item.strip() for item in (text or "").split(",")]
+    if not any(items) or not all(items):
+        raise UserError(f"{what} {text!r} has an empty entry; expected e.g. {example!r}", parameter)
+    return [item.split(":") for item in items]
+
+
+def parse_conv_layers(text: str) -> tuple[tuple[int, tuple[int, int], str], ...]:
+    """'32:3:relu,64:3x3:tanh' -> ((32, (3, 3), 'relu'), (64, (3, 3), 'tanh')): FILTERS:KERNEL[:ACTIVATION]
+    per conv layer (activation default relu), as article III's li_Conv."""
+    layers = []
+    for parts in _layout_entries(text, "conv layers", "conv", "32:3:relu,64:3:relu"):
+        if len(parts) not in (2, 3):
+            raise UserError(f"conv layer {':'.join(parts)!r} must look like FILTERS:KERNEL[:ACTIVATION], e.g. 32:3:relu",
+                            "conv")
+        filters = _parse_int(parts[0], "number of filters")
+        kernel = _parse_size(parts[1], "kernel", "conv")
+        layers.append((filters, kernel, parts[2].strip().lower() if len(parts) == 3 else "relu"))
+    return tuple(layers)
+
+
+def parse_pools(text: str) -> tuple[tuple[int, int], ...]:
+    """'2,2' or '2x2,3' -> pool sizes after the first conv layers; 'none' -> no pools."""
+    if (text or "").strip().lower() == "none":
+        return ()
+    return tuple(_parse_size(parts[0], "pool size", "pools") if len(parts) == 1 else _bad_pool(parts)
+                 for parts in _layout_entries(text, "pools", "pools", "2,2"))
+
+
+def _bad_pool(parts: list[str]):
+    raise UserError(f"pool {':'.join(parts)!r} must be a size like 2 or 2x2 (or 'none' for no pools)", "pools")
+
+
+def parse_dense_layers(text: str) -> tuple[tuple[int, str], ...]:
+    """'100:relu,10:softmax' -> ((100, 'relu'), (10, 'softmax')): UNITS[:ACTIVATION] per dense
+    layer, as article III's li_MLP (activation default relu, the last layer's softmax)."""
+    entries = _layout_entries(text, "dense layers", "dense", "100:relu,10:softmax")
+    layers = []
+    for index, parts in enumerate(entries):
+        if len(parts) not in (1, 2):
+            raise UserError(f"dense layer {':'.join(parts)!r} must look like UNITS[:ACTIVATION], e.g. 100:relu", "dense")
+        default = "softmax" if index == len(entries) - 1 else "relu"
+        layers.append((_parse_int(parts[0], "number of units"), parts[1].strip().lower() if len(parts) == 2 else default))
+    return tuple(layers)
+
+
+def read_layout_file(path: str) -> dict:
+    """A JSON layout file -> {'conv': ..., 'pools': ..., 'dense': ...} for TrainSettings (keys left
+    out keep their defaults).
+
+    The file holds article III's lists: `{"conv": [[32, [3, 3], "relu"], ...], "pools": [[2, 2],
+    [2, 2]], "dense": [[100, "relu"], [10, "softmax"]]}`; a kernel or pool may be one number,
+    an activation may be the articles' index (conv 0 relu, 1 sigmoid, 2 elu, 3 tanh; hidden
+    dense 0 relu, 1 sigmoid, 2 tanh; output 0 softmax, 1 sigmoid), and a pool may be wrapped
+    in a list as in `li_Pool = [[(2,2)], [(2,2)]]`.
+    """
+    import json
+    from pathlib import Path
+
+    file = Path(path).expanduser()
+    try:
+        data = json.loads(file.read_text())
+    except FileNotFoundError:
+        raise UserError(f"layout file {path} does not exist", "spec") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"layout file {path} is not readable JSON: {exc}", "spec") from None
+    if not isinstance(data, dict):
+        raise UserError(f"layout file {path} must hold a JSON object with the keys {', '.join(LAYOUT_KEYS)}", "spec")
+    unknown = sorted(set(data) - set(LAYOUT_KEYS))
+    if unknown:
+        raise UserError(f"layout file {path} has unknown keys {', '.join(unknown)}; allowed: {', '.join(LAYOUT_KEYS)}",
+                        "spec")
+    try:
+        layout = {key: _LAYOUT_READERS[key](data[key]) for key in LAYOUT_KEYS if key in data}
+    except UserError as exc:
+        raise UserError(f"layout file {path}: {exc}", "spec") from None
+    return layout
+
+
+def _json_list(value, what: str) -> list:
+    if not isinstance(value, list):
+        raise UserError(f"{what} must be a list, got {value!r}")
+    return value
+
+
+def _json_size(value, what: str) -> tuple[int, int]:
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], list):
+        value = value[0]  # li_Pool's [(2, 2)]
+    pair = [value, value] if isinstance(value, int) else value
+    if (not isinstance(pair, list) or len(pair) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair)):
+        raise UserError(f"{what} must be a whole number or [height, width], got {json_text(value)}")
+    return (pair[0], pair[1])
+
+
+def _json_activation(value, codes: tuple[str, ...], what: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < len(codes):
+            raise UserError(f"activation code {value} of {what} is not one of the articles' "
+                            f"({', '.join(f'{i} {name}' for i, name in enumerate(codes))})")
+        return codes[value]
+    if not isinstance(value, str):
+        raise UserError(f"activation of {what} must be a name or the articles' index, got {json_text(value)}")
+    return value.lower()
+
+
+def _json_conv(value) -> tuple:
+    layers = []
+    for index, entry in enumerate(_json_list(value, "conv")):
+        what = f"conv layer {index + 1}"
+        if not isinstance(entry, list) or len(entry) not in (2, 3):
+            raise UserError(f"{what} must be [filters, kernel, activation], got {json_text(entry)}")
+        activation = _json_activation(entry[2], ARTICLE_CONV_CODES, what) if len(entry) == 3 else "relu"
+        layers.append((entry[0], _json_size(entry[1], f"kernel of {what}"), activation))
+    return tuple(layers)
+
+
+def _json_pools(value) -> tuple:
+    return tuple(_json_size(entry, f"pool {index + 1}") for index, entry in enumerate(_json_list(value, "pools")))
+
+
+def _json_dense(value) -> tuple:
+    entries = _json_list(value, "dense")
+    layers = []
+    for index, entry in enumerate(entries):
+        what, last = f"dense layer {index + 1}", index == len(entries) - 1
+        if not isinstance(entry, list) or len(entry) not in (1, 2):
+            raise UserError(f"{what} must be [units, activation], got {json_text(entry)}")
+        codes = ARTICLE_OUTPUT_CODES if last else ARTICLE_HIDDEN_CODES
+        activation = _json_activation(entry[1], codes, what) if len(entry) == 2 else codes[0]
+        layers.append((entry[0], activation))
+    return tuple(layers)
+
+
+_LAYOUT_READERS = {"conv": _json_conv, "pools": _json_pools, "dense": _json_dense}
+
+
+def json_text(value) -> str:
+    import json
+
+    return json.dumps(value)
 
 
 # ---- sweep grids -----------------------------------------------------------------------------

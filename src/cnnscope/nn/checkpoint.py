@@ -154,13 +154,39 @@ def discard_train_state(directory: str | os.PathLike) -> None:
     (Path(directory) / TRAIN_STATE).unlink(missing_ok=True)
 
 
-def save_initial_weights(directory: str | os.PathLike, weights: dict[str, torch.Tensor]) -> Path:
-    """Write the weights a run started from into `directory`, atomically (for a later reset)."""
+def save_initial_weights(directory: str | os.PathLike, weights: dict[str, torch.Tensor],
+                         meta: dict | None = None) -> Path:
+    """Write the weights a run started from into `directory`, atomically (for a later reset).
+
+    Args:
+        directory: the run's checkpoint folder.
+        weights: the model's state dict.
+        meta: JSON-serialisable facts about those weights (the training package stores the
+            network's layout, which a reset keeps); read back by `read_initial_meta`.
+
+    Returns:
+        The path of the written file.
+    """
     weights = {name: value.detach().cpu().contiguous() for name, value in weights.items()}
     path = Path(directory) / INITIAL_WEIGHTS
+    metadata = {"format": INITIAL_WEIGHTS_FORMAT, "meta": json.dumps(meta or {})}
     with atomic_path(path) as tmp:
-        save_file(weights, str(tmp), metadata={"format": INITIAL_WEIGHTS_FORMAT})
+        save_file(weights, str(tmp), metadata=metadata)
     return path
+
+
+def read_initial_meta(directory: str | os.PathLike) -> dict:
+    """The `meta` dict saved with the initial weights ({} for files written without one)."""
+    path = Path(directory) / INITIAL_WEIGHTS
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        meta = json.loads(metadata.get("meta", "{}"))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"initial weights {path} are corrupt: {_first_line(exc)}") from None
+    return meta if isinstance(meta, dict) else {}
 
 
 def read_initial_weights(directory: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -35,7 +35,7 @@ from cnnscope.nn.model import (
 )
 
 SUPPORTED_LAYERS = ("Conv2D", "MaxPooling2D", "Flatten", "Dense", "Dropout")
-NORMALIZE_CHOICES = ("none", "global", "per_image", "MEAN,STD")
+NORMALIZE_CHOICES = ("none", "global", "per_image", "per_pixel", "MEAN,STD")
 
 
 @dataclass
@@ -190,16 +190,29 @@ def _sequential_layers(config: dict, path: Path) -> tuple[list[dict], str]:
 
 
 # ---- converting to a cnnscope model --------------------------------------------------------
-def import_keras(path: str | os.PathLike, normalization: Normalization | None = None) -> tuple[CNN, dict]:
+def import_keras(path: str | os.PathLike, normalization: Normalization | None = None,
+                 pixel_statistics: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[CNN, dict]:
     """A cnnscope model with the Keras file's layers (names kept) and weights, in eval mode.
 
-    Returns (model, source): `source` describes the file (format, Keras version, model name).
-    `normalization` states how raw [0, 1] images were standardised before Keras saw them
-    (default: not at all).
+    Args:
+        path: the `.h5` or `.keras` file.
+        normalization: how raw [0, 1] images were standardised before Keras saw them
+            (default: not at all).
+        pixel_statistics: with the `per_pixel` normalisation, the (mean, std) tensors
+            (C x H x W, [0, 1] scale) of the scaler the Keras model was trained behind, e.g.
+            `per_pixel_statistics(images, fitted_on="raw")` for the articles' StandardScaler.
+
+    Returns:
+        (model, source): `source` describes the file (format, Keras version, model name).
     """
+    normalization = normalization or Normalization("none")
+    if (normalization.mode == "per_pixel") != (pixel_statistics is not None):
+        raise UserError("the per_pixel normalisation needs pixel statistics (and only it takes them)", "normalize")
     keras_file = read_keras_file(path)
-    spec = keras_spec(keras_file, normalization or Normalization("none"))
+    spec = keras_spec(keras_file, normalization)
     model = CNN(spec)
+    if pixel_statistics is not None:
+        model.normalize.set_pixel_statistics(*pixel_statistics)
     _load_weights(model, keras_file)
     model.eval()
     return model, keras_file.describe()

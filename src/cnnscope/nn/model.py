@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TypeVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +21,13 @@ from cnnscope.errors import UserError, check_choice
 CONV_ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "linear")
 DENSE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "linear")
 LAYER_KINDS = ("conv", "pool", "flatten", "dense", "dropout")
-NORMALIZATIONS = ("none", "global", "per_image")
+NORMALIZATIONS = ("none", "global", "per_image", "per_pixel")
+# the choices of the articles' build_cnn_simple (article III), plus linear (no activation)
+LAYOUT_CONV_ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "linear")
+LAYOUT_HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
+LAYOUT_OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
+DEFAULT_CONV = ((32, (3, 3), "relu"), (64, (3, 3), "relu"), (128, (3, 3), "relu"))
+DEFAULT_DENSE = ((100, "relu"), (10, "softmax"))
 T = TypeVar("T")
 
 
@@ -67,6 +74,9 @@ class Normalization:
 
     `global`: (x - mean) / std with the training split's mean and std;
     `per_image`: each image to mean 0, std 1 (TensorFlow's per_image_standardization);
+    `per_pixel`: every pixel by its own mean and std over the training split (scikit-learn's
+    StandardScaler, as the articles did); the 784 means and stds are tensors of the model
+    (buffers of its `Normalize` module, saved in model.safetensors), not part of this spec;
     `none`: unchanged.
     """
 
@@ -90,23 +100,51 @@ class ModelSpec:
     @classmethod
     def from_lists(
         cls,
-        conv: Sequence[tuple[int, tuple[int, int], str]] = ((32, (3, 3), "relu"), (64, (3, 3), "relu"), (128, (3, 3), "relu")),
-        pools: Sequence[tuple[int, int]] = ((2, 2), (2, 2)),
-        dense: Sequence[tuple[int, str]] = ((100, "relu"), (10, "softmax")),
+        conv: Sequence[tuple[int, tuple[int, int] | int, str]] | None = None,
+        pools: Sequence[tuple[int, int] | int] | None = None,
+        dense: Sequence[tuple[int, str]] | None = None,
         normalization: Normalization | None = None,
+        image_size: int = 28,
     ) -> ModelSpec:
-        """The articles' way: lists of conv layers, pools between them, dense layers after."""
-        if len(pools) != len(conv) - 1:
-            raise UserError(f"need one pool fewer than conv layers, got {len(conv)} conv and {len(pools)} pools")
-        layers: list[LayerSpec] = []
-        for i, (filters, kernel, act) in enumerate(conv):
-            layers.append(LayerSpec("conv", f"Conv2D_{i + 1}", filters, tuple(kernel), act))
-            if i < len(pools):
-                layers.append(LayerSpec("pool", f"Max_Pool_{i + 1}", kernel=tuple(pools[i])))
+        """The articles' way (article III's `li_Conv`, `li_Pool`, `li_MLP`): conv layers, pools
+        between them, dense layers after a Flatten.
+
+        Args:
+            conv: (filters, kernel, activation) per conv layer; kernel an int or (h, w);
+                activations relu, sigmoid, elu, tanh (or linear). None: the articles' three layers.
+            pools: pool sizes (int or (h, w)); the i-th pool follows the i-th conv layer, so a
+                list shorter than convs - 1 leaves the last conv layers without pools.
+                None: a 2x2 pool after every conv layer but the last (the articles' rule).
+            dense: (units, activation) per dense layer; hidden layers relu, sigmoid, tanh,
+                the last one softmax or sigmoid (or linear). None: 100 relu, 10 softmax.
+            normalization: the input standardisation (default: global).
+            image_size: the input's height and width, for the size checks.
+
+        Returns:
+            The spec, with layers named Conv2D_n, Max_Pool_n, Flatten, Dense_n; a UserError
+            naming the problem if the layout does not fit the input.
+        """
+        conv = DEFAULT_CONV if conv is None else conv
+        dense = DEFAULT_DENSE if dense is None else dense
+        pools = (((2, 2),) * max(len(conv) - 1, 0)) if pools is None else pools
+        if not conv:
+            raise UserError("the layout needs at least one conv layer", "conv")
+        if not dense:
+            raise UserError("the layout needs at least one dense layer (the class outputs)", "dense")
+        if len(pools) > len(conv) - 1:
+            raise UserError(f"{len(pools)} pools for {len(conv)} conv layers: at most {len(conv) - 1} "
+                            "(a pool follows each conv layer but the last)", "pools")
+        layers = _conv_layers(conv, pools, image_size)
         layers.append(LayerSpec("flatten", "Flatten"))
-        for i, (units, act) in enumerate(dense):
-            layers.append(LayerSpec("dense", f"Dense_{i + 1}", units, activation=act))
-        return cls(tuple(layers), normalization=normalization or Normalization())
+        for i, entry in enumerate(dense):
+            units, act = entry
+            name = f"Dense_{i + 1}"
+            _check_count(units, name, "unit", "dense")
+            choices = LAYOUT_OUTPUT_ACTIVATIONS if i == len(dense) - 1 else LAYOUT_HIDDEN_ACTIVATIONS
+            where = "output layer" if i == len(dense) - 1 else "hidden layer"
+            _check_activation(act, f"{name} ({where})", choices, "dense")
+            layers.append(LayerSpec("dense", name, int(units), activation=act))
+        return cls(tuple(layers), image_size=image_size, normalization=normalization or Normalization())
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -129,27 +167,144 @@ class ModelSpec:
         return [layer.name for layer in self.layers]
 
 
+def _pair(value, what: str, parameter: str) -> tuple[int, int]:
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise UserError(f"{what} must be a whole number or two (height, width), got {value!r}", parameter)
+    if min(pair) < 1:
+        raise UserError(f"{what} must be at least 1, got {value!r}", parameter)
+    return int(pair[0]), int(pair[1])
+
+
+def _check_count(value, name: str, noun: str, parameter: str) -> None:
+    """`value` (filters or units of layer `name`) must be a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError(f"{noun}s of {name} must be a whole number, got {value!r}", parameter)
+    if value < 1:
+        raise UserError(f"{name} needs at least 1 {noun}, got {value}", parameter)
+
+
+def _check_activation(name, where: str, choices: tuple[str, ...], parameter: str) -> None:
+    if name not in choices:
+        raise UserError(f"unknown activation {name!r} for {where}; allowed: {', '.join(choices)}", parameter)
+
+
+def _conv_layers(conv, pools, image_size: int) -> list[LayerSpec]:
+    """The conv and pool layers of a layout, checked against the map size they meet."""
+    layers: list[LayerSpec] = []
+    height = width = image_size
+    for i, entry in enumerate(conv):
+        filters, kernel, act = entry
+        name = f"Conv2D_{i + 1}"
+        _check_count(filters, name, "filter", "conv")
+        kh, kw = _pair(kernel, f"kernel of {name}", "conv")
+        _check_activation(act, name, LAYOUT_CONV_ACTIVATIONS, "conv")
+        if kh > height or kw > width:
+            raise UserError(f"the {kh}x{kw} kernel of {name} is larger than its {height}x{width} input", "conv")
+        height, width = height - kh + 1, width - kw + 1
+        layers.append(LayerSpec("conv", name, int(filters), (kh, kw), act))
+        if i < len(pools):
+            ph, pw = _pair(pools[i], f"pool {i + 1}", "pools")
+            if ph > height or pw > width:
+                raise UserError(f"Max_Pool_{i + 1} ({ph}x{pw}) on the {height}x{width} map of {name} "
+                                "leaves no pixels", "pools")
+            height, width = height // ph, width // pw
+            layers.append(LayerSpec("pool", f"Max_Pool_{i + 1}", kernel=(ph, pw)))
+    return layers
+
+
 def default_spec(mean: float = 0.1307, std: float = 0.3081) -> ModelSpec:
     """The articles' network with global standardisation by the given mean and std."""
     return ModelSpec.from_lists(normalization=Normalization("global", mean, std))
 
 
 class Normalize(nn.Module):
-    def __init__(self, normalization: Normalization):
+    """The model's input standardisation; `per_pixel` holds the pixel means and stds as buffers
+    `pixel_mean` and `pixel_std` (C x H x W, saved with the weights)."""
+
+    def __init__(self, normalization: Normalization, image_shape: tuple[int, int, int] = (1, 28, 28)):
         super().__init__()
         self.mode = normalization.mode
         self.mean = float(normalization.mean)
         self.std = float(normalization.std)
+        if self.mode == "per_pixel":
+            self.register_buffer("pixel_mean", torch.zeros(image_shape))
+            self.register_buffer("pixel_std", torch.ones(image_shape))
+
+    def set_pixel_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store the per-pixel means and stds (each C x H x W, on the [0, 1] pixel scale)."""
+        if self.mode != "per_pixel":
+            raise UserError(f"pixel statistics need the per_pixel normalisation, this model's is {self.mode}")
+        mean, std = torch.as_tensor(mean, dtype=torch.float32), torch.as_tensor(std, dtype=torch.float32)
+        shape = tuple(self.pixel_mean.shape)
+        if tuple(mean.shape) != shape or tuple(std.shape) != shape:
+            raise UserError(f"pixel statistics must have the input's shape {shape}, got {tuple(mean.shape)} "
+                            f"and {tuple(std.shape)}")
+        if not bool(torch.isfinite(mean).all()) or not bool((std > 0).all()):
+            raise UserError("pixel statistics need finite means and stds > 0")
+        with torch.no_grad():
+            self.pixel_mean.copy_(mean)
+            self.pixel_std.copy_(std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mode == "global":
             return (x - self.mean) / self.std
         if self.mode == "per_image":
             return per_image_standardize(x)
+        if self.mode == "per_pixel":
+            return (x - self.pixel_mean) / self.pixel_std
         return x
 
     def extra_repr(self) -> str:
+        if self.mode == "per_pixel":
+            return f"mode=per_pixel, {self.pixel_mean.numel()} pixel means and stds"
         return f"mode={self.mode}, mean={self.mean:.4f}, std={self.std:.4f}"
+
+
+def standard_scaler_statistics(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and scales exactly as scikit-learn's `StandardScaler().fit(values)` gives
+    `mean_` and `scale_`: float64, population std (ddof 0), and scale 1 for columns whose
+    variance is indistinguishable from zero (scikit-learn's `_is_constant_feature` bound).
+
+    Args:
+        values: N x F samples.
+
+    Returns:
+        (mean, scale), each of F float64 values.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = values.shape[0]
+    mean = values.sum(axis=0) / n
+    centred = values - mean
+    var = ((centred**2).sum(axis=0) - centred.sum(axis=0) ** 2 / n) / n  # scikit-learn's corrected two-pass
+    eps = np.finfo(np.float64).eps
+    constant = var <= n * eps * var + (n * mean * eps) ** 2
+    scale = np.sqrt(var)
+    scale[constant] = 1.0
+    return mean, scale
+
+
+def per_pixel_statistics(images: np.ndarray, fitted_on: str = "unit") -> tuple[torch.Tensor, torch.Tensor]:
+    """StandardScaler's per-pixel means and stds of uint8 images, on the model's [0, 1] scale.
+
+    Args:
+        images: N x H x W (or N x C x H x W) uint8 pixels 0..255.
+        fitted_on: "unit" (the scaler saw pixels / 255, as cnnscope trains) or "raw" (it saw the
+            0..255 values, as the articles' `StandardScaler().fit_transform(X)` did: means and
+            stds are divided by 255 afterwards, so a constant pixel's scale is 1/255).
+
+    Returns:
+        (mean, std) tensors of shape C x H x W (float32) for `Normalize.set_pixel_statistics`.
+    """
+    check_choice("scaler input", fitted_on, ("unit", "raw"))
+    images = np.asarray(images)
+    shape = images.shape[1:] if images.ndim == 4 else (1, *images.shape[1:])
+    flat = images.reshape(images.shape[0], -1).astype(np.float64)
+    if fitted_on == "unit":
+        mean, scale = standard_scaler_statistics(flat / 255.0)
+    else:
+        mean, scale = (v / 255.0 for v in standard_scaler_statistics(flat))
+    return (torch.from_numpy(mean.reshape(shape)).float(), torch.from_numpy(scale.reshape(shape)).float())
 
 
 def per_image_standardize(x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +351,8 @@ class CNN(nn.Module):
     def __init__(self, spec: ModelSpec | None = None):
         super().__init__()
         self.spec = spec or default_spec()
-        self.normalize = Normalize(self.spec.normalization)
+        self.normalize = Normalize(self.spec.normalization,
+                                   (self.spec.in_channels, self.spec.image_size, self.spec.image_size))
         self.body = nn.Sequential()
         self._shapes: dict[str, tuple[int, ...]] = {}
         channels, height, width = self.spec.in_channels, self.spec.image_size, self.spec.image_size
@@ -331,6 +487,8 @@ class CNN(nn.Module):
         norm = self.spec.normalization
         text += [line, f"Total params: {self.parameter_count():,}"]
         detail = f" (mean {norm.mean:.4f}, std {norm.std:.4f})" if norm.mode == "global" else ""
+        if norm.mode == "per_pixel":
+            detail = f" (a mean and std for each of the {self.normalize.pixel_mean.numel()} pixels, stored with the weights)"
         text.append(f"Input: {self.spec.in_channels}x{self.spec.image_size}x{self.spec.image_size} raw pixels in [0, 1]; normalisation: {norm.mode}{detail}")
         return "\n".join(text)
 

@@ -200,9 +200,33 @@ def tile_layout(height: int, width: int, tile: int, offset: tuple[int, int]
     return (top, bottom, left, right), origins
 
 
+def default_map(model) -> str:
+    """The map dreamt of when none is given: the articles' Conv2D_3:56 if the model has it, else
+    map 0 of its deepest conv layer (another layout)."""
+    convs = model.layers_of_kind("conv")
+    layer_name, number = DEFAULT_MAP.split(":")
+    if layer_name in convs and model.output_shape(layer_name)[0] > int(number):
+        return DEFAULT_MAP
+    return f"{convs[-1]}:0" if convs else DEFAULT_MAP
+
+
+def check_normalization(model, mode: str) -> None:
+    """UserError if the model's input normalisation cannot be applied to a photo in this mode:
+    `per_pixel` standardises each of the 28x28 pixels by its own mean and std, which has no
+    meaning for a photo of another size (octaves and native); downscale works at 28x28 with
+    the articles' per-image standardisation and takes any normalisation."""
+    if mode != "downscale" and model.spec.normalization.mode == "per_pixel":
+        raise UserError(f"--mode {mode} needs one shift and scale for the whole photo, but this model standardises "
+                        f"each of its {NETWORK_SIZE}x{NETWORK_SIZE} pixels separately (per_pixel normalisation); "
+                        "use --mode downscale", "mode")
+
+
 def network_affine(model, luminance: torch.Tensor) -> tuple[float, float]:
-    """(shift, scale) with network input = (raw - shift) / scale, as the model's own normalisation."""
+    """(shift, scale) with network input = (raw - shift) / scale, as the model's own normalisation
+    (a UserError for the per_pixel normalisation: see `check_normalization`)."""
     norm = model.spec.normalization
+    if norm.mode == "per_pixel":
+        check_normalization(model, "octaves")
     if norm.mode == "global":
         return float(norm.mean), float(norm.std)
     if norm.mode == "per_image":
@@ -285,6 +309,7 @@ def dream(
         raise UserError(f"a photo's luminance must be 1 x 1 x H x W, got shape {tuple(luminance.shape)}")
     height, width = int(luminance.shape[-2]), int(luminance.shape[-1])
     check_objective(model, objective, settings.mode)
+    check_normalization(model, settings.mode)
     sizes = check_sizes(settings, height, width)
     device = device_of(model)
     original = luminance.detach().to(device=device, dtype=torch.float32)

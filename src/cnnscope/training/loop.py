@@ -51,6 +51,19 @@ def penalty(model: CNN, settings: TrainSettings) -> torch.Tensor:
     return total
 
 
+KERAS_EPSILON = 1e-7  # Keras's backend epsilon, the clip of its categorical cross-entropy
+
+
+def class_scores(model: CNN, output: torch.Tensor) -> torch.Tensor:
+    """The last layer's output as scores for `F.cross_entropy`: logits as they are; the outputs
+    of a sigmoid last layer (article III's other choice) as Keras's categorical cross-entropy
+    treats them: divided by their sum, clipped to [1e-7, 1 - 1e-7], logarithm."""
+    if model.spec.layers[-1].activation != "sigmoid":
+        return output
+    shares = output / output.sum(dim=-1, keepdim=True)
+    return shares.clamp(KERAS_EPSILON, 1 - KERAS_EPSILON).log()
+
+
 def _epoch_generator(seed: int, epoch: int, purpose: int) -> torch.Generator:
     state = np.random.SeedSequence([int(seed), int(epoch), purpose]).generate_state(2, dtype=np.uint32)
     return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
@@ -105,7 +118,7 @@ def evaluate_loss_accuracy(model: CNN, images: torch.Tensor, labels: torch.Tenso
     """
     loss_sum, correct = 0.0, 0
     for logits, target in zip(map_batches(model, images, model, batch_size), labels.split(batch_size), strict=True):
-        loss_sum += float(F.cross_entropy(logits, target, reduction="sum"))
+        loss_sum += float(F.cross_entropy(class_scores(model, logits), target, reduction="sum"))
         correct += int((logits.argmax(1) == target).sum())
     return loss_sum / len(labels), correct / len(labels)
 
@@ -144,7 +157,7 @@ def train(
         state: a state to continue (a resumed run); None starts from the seed's weights.
         device: where a new state's model goes (a given state stays where it is).
         callbacks: told about the start, every finished epoch and the end.
-        progress: show a progress bar per epoch on stderr.
+        progress: show a progress bar per epoch on stderr (only if stderr is a terminal).
         log: receives one line per epoch.
 
     Returns:
@@ -252,7 +265,7 @@ def _train_step(state: TrainState, xb: torch.Tensor, yb: torch.Tensor, augment_g
     lr = learning_rate(settings, state.step, total_steps, steps_per_epoch)
     for group in optimizer.param_groups:
         group["lr"] = lr
-    logits = model(xb)
+    logits = class_scores(model, model(xb))
     data_loss = F.cross_entropy(logits, yb, label_smoothing=settings.label_smoothing)
     loss = data_loss + penalty(model, settings)
     optimizer.zero_grad(set_to_none=True)
@@ -282,8 +295,15 @@ def _epoch_record(state: TrainState, data: _RunData, epoch: int, lr: float, loss
 
 
 def _progress_bar(total: int, description: str, enabled: bool):
-    if not enabled:
+    """A bar on stderr if `enabled` and stderr is a terminal (disable=None: no bar updates in logs)."""
+    if not enabled or not _is_terminal(sys.stderr):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, leave=False, file=sys.stderr, unit="batch", dynamic_ncols=True)
+    return tqdm(total=total, desc=description, leave=False, file=sys.stderr, unit="batch", dynamic_ncols=True,
+                disable=None)
+
+
+def _is_terminal(stream) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

@@ -26,13 +26,14 @@ from cnnscope.nn.checkpoint import (
     default_model_dir,
     discard_train_state,
     read_config,
+    read_initial_meta,
     read_initial_weights,
     save_checkpoint,
     save_initial_weights,
 )
 from cnnscope.runtime import pick_device
 from cnnscope.training.loop import EpochCallback, train
-from cnnscope.training.settings import TrainSettings, recipe_settings
+from cnnscope.training.settings import LAYOUT_FIELDS, TrainSettings, recipe_settings
 from cnnscope.training.state import (
     EpochRecord,
     TrainState,
@@ -57,7 +58,7 @@ class CheckpointWriter(EpochCallback):
         self.directory.mkdir(parents=True, exist_ok=True)
         if state.epoch == 0:
             discard_train_state(self.directory)  # an older run's state is void now
-            save_initial_weights(self.directory, state.model.state_dict())
+            save_initial_weights(self.directory, state.model.state_dict(), {"layout": state.settings.layout})
 
     def on_epoch_end(self, state: TrainState, record: EpochRecord) -> None:
         save_train_state(state, self.directory)
@@ -82,8 +83,13 @@ def run_training(
 
     Everything is validated and the data loaded before anything is written.
 
+    A resumed or reset run keeps the network the folder's run started with: with `resume` the
+    stored settings are used, with `reset` the layout and normalisation of the initial weights;
+    a layout in `settings` that differs from that is refused.
+
     Args:
-        settings: the run's settings; None with `resume` (the stored ones are used).
+        settings: the run's settings; with `resume` None, or settings whose layout fields
+            (conv, pools, dense, normalize), where not None, must match the stored run's.
         out: the checkpoint folder.
         data: mnist.npz or a folder of IDX files; None for the default download.
         resume: continue the run saved in `out` with its stored settings.
@@ -103,8 +109,13 @@ def run_training(
         raise UserError("resume and reset exclude each other", "resume")
     check_output_folder(out)
     state = _resumed_state(out, epochs, device) if resume else None
+    if state is not None and settings is not None:
+        _check_layout(settings, state.settings, out, "resume")
     settings = _run_settings(settings, state, epochs)
-    initial = _initial_weights(out) if reset else None
+    initial = None
+    if reset:
+        initial = _initial_weights(out)
+        settings = _check_layout(settings, _stored_layout(out, settings), out, "reset")
     mnist = load_mnist(data, split=settings.split, seed=settings.split_seed)
     if state is None:
         state = new_state(settings, mnist, device, initial_weights=initial)
@@ -132,6 +143,36 @@ def _run_settings(settings: TrainSettings | None, state: TrainState | None, epoc
     if settings is None:
         raise UserError("no training settings given", "settings")
     return settings.validate()
+
+
+def _stored_layout(out: Path, settings: TrainSettings) -> TrainSettings:
+    """`settings` with the layout saved next to the initial weights (as they are if none was saved)."""
+    stored = read_initial_meta(out).get("layout")
+    if not isinstance(stored, dict):
+        return settings
+    try:
+        return replace(settings, **{name: stored.get(name) for name in LAYOUT_FIELDS})
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"the layout saved with {out / INITIAL_WEIGHTS} is corrupt: {exc}") from None
+
+
+def _check_layout(given: TrainSettings, stored: TrainSettings, out: Path, how: str) -> TrainSettings:
+    """`stored` with `given`'s other knobs, if `given`'s layout fields (where set) agree with it;
+    else a UserError naming the field."""
+    for name in LAYOUT_FIELDS:
+        value = getattr(given, name)
+        if value is not None and not _same_network(replace(stored, **{name: value}), stored):
+            raise UserError(f"{out} holds a run of the layout {stored.layout_text()} (normalisation "
+                            f"{stored.normalization_mode}); --{how} keeps it, so a different --{name} is refused "
+                            "(train into another folder for a new layout)", name)
+    return replace(given, **stored.layout)
+
+
+def _same_network(changed: TrainSettings, stored: TrainSettings) -> bool:
+    try:
+        return changed.same_network(stored)
+    except UserError:  # the changed field does not even fit the stored layout
+        return False
 
 
 def _initial_weights(out: Path) -> dict[str, torch.Tensor]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from cnnscope.errors import UserError, check_choice, check_positive, check_whole
+from cnnscope.nn.model import ModelSpec, Normalization
 
 OPTIMIZERS = ("adam", "rmsprop", "nadam", "adamax", "sgd")
 SCHEDULES = ("onecycle", "power", "exponential", "none")
@@ -12,6 +13,9 @@ AUGMENTATIONS = ("none", "shift", "affine")
 RECIPES = ("default", "seed", "best")
 SPLITS = ("official", "seed")
 INITS = ("keras", "torch")
+NORMALIZE = ("global", "per_pixel", "per_image", "none")
+CLASSES = 10  # MNIST's digits: the output layer's units
+LAYOUT_FIELDS = ("conv", "pools", "dense", "normalize")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,50 @@ class TrainSettings:
     threads: int | None = None  # torch CPU threads; None = default_threads()
     train_images: int | None = None  # use only the first N training images (quick runs, tests)
     test_images: int | None = None  # evaluate on the first N test images only (quick runs, tests)
+    # the network's layout, as article III's lists (see ModelSpec.from_lists); None = the articles'
+    conv: tuple | None = None  # (filters, (kh, kw), activation) per conv layer (li_Conv)
+    pools: tuple | None = None  # (h, w) per pool, after the first conv layers (li_Pool); None = 2x2 after all but the last
+    dense: tuple | None = None  # (units, activation) per dense layer (li_MLP)
+    normalize: str | None = None  # input standardisation: global (None) | per_pixel (StandardScaler) | per_image | none
+
+    def __post_init__(self):
+        for name in ("conv", "pools", "dense"):  # JSON gives lists; the settings hold tuples
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, _tuples(value))
+
+    @property
+    def normalization_mode(self) -> str:
+        """The input standardisation's mode (`global` unless `normalize` says otherwise)."""
+        return self.normalize or "global"
+
+    @property
+    def layout(self) -> dict:
+        """The fields that fix the network (layout and normalisation), as given (None = default)."""
+        return {name: getattr(self, name) for name in LAYOUT_FIELDS}
+
+    def same_network(self, other: TrainSettings) -> bool:
+        """True if both settings build the same layers with the same normalisation mode."""
+        return (self.model_spec().layers == other.model_spec().layers
+                and self.normalization_mode == other.normalization_mode)
+
+    def model_spec(self, normalization: Normalization | None = None) -> ModelSpec:
+        """The network these settings train, with the given normalisation (a UserError if the layout
+        does not fit 28x28 MNIST images or has no 10 outputs)."""
+        spec = ModelSpec.from_lists(self.conv, self.pools, self.dense, normalization)
+        outputs = spec.layers[-1]
+        if outputs.size != CLASSES:
+            raise UserError(f"the output layer {outputs.name} has {outputs.size} units; MNIST needs {CLASSES} "
+                            "(one per digit)", "dense")
+        return spec
+
+    def layout_text(self) -> str:
+        """The layout in the CLI's words, e.g. `conv 32:3x3:relu,... pools 2x2,2x2 dense 100:relu,10:softmax`."""
+        spec = self.model_spec()
+        conv = ",".join(f"{x.size}:{x.kernel[0]}x{x.kernel[1]}:{x.activation}" for x in spec.layers if x.kind == "conv")
+        pools = ",".join(f"{x.kernel[0]}x{x.kernel[1]}" for x in spec.layers if x.kind == "pool") or "none"
+        dense = ",".join(f"{x.size}:{x.activation}" for x in spec.layers if x.kind == "dense")
+        return f"conv {conv}, pools {pools}, dense {dense}"
 
     def validate(self) -> TrainSettings:
         """These settings, if every value is allowed; else a UserError naming the first bad one."""
@@ -52,6 +100,9 @@ class TrainSettings:
         check_choice("augmentation", self.augment, AUGMENTATIONS)
         check_choice("split", self.split, SPLITS)
         check_choice("init", self.init, INITS)
+        if self.normalize is not None and self.normalize not in NORMALIZE:
+            raise UserError(f"unknown normalisation {self.normalize!r}; allowed: {', '.join(NORMALIZE)}", "normalize")
+        self.model_spec()
         check_whole("epochs", self.epochs, minimum=1)
         check_whole("batch size", self.batch_size, minimum=1)
         check_whole("eval batch", self.eval_batch, minimum=1)
@@ -107,7 +158,16 @@ class TrainSettings:
             parts.append(f"weight EMA {self.ema:g}")
         if self.label_smoothing:
             parts.append(f"label smoothing {self.label_smoothing:g}")
+        if (self.conv, self.pools, self.dense) != (None, None, None):
+            parts.append(f"layout {self.layout_text()}")
+        if self.normalization_mode != "global":
+            parts.append(f"normalisation {self.normalization_mode}")
         return ", ".join(parts)
+
+
+def _tuples(value):
+    """Lists (as JSON gives them) to tuples, all the way down."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value
 
 
 def recipe_settings(name: str) -> TrainSettings:

@@ -21,7 +21,7 @@ import torch
 from cnnscope.data.mnist import Mnist
 from cnnscope.errors import CheckpointError, UserError
 from cnnscope.nn import checkpoint
-from cnnscope.nn.model import CNN, default_spec
+from cnnscope.nn.model import CNN, Normalization, per_pixel_statistics
 from cnnscope.training.optimizers import make_optimizer
 from cnnscope.training.settings import TrainSettings, settings_from_dict
 
@@ -82,10 +82,26 @@ def normalization_stats(train_x: np.ndarray) -> tuple[float, float]:
     return float(values.mean()), float(values.std())
 
 
-def new_model(settings: TrainSettings, mean: float, std: float) -> CNN:
-    """The seed CNN with the given normalisation, initialised from `settings.seed`."""
+def new_model(settings: TrainSettings, mean: float, std: float,
+              pixel_statistics: tuple[torch.Tensor, torch.Tensor] | None = None) -> CNN:
+    """The settings' network (the seed CNN unless they give another layout), initialised from
+    `settings.seed`.
+
+    Args:
+        settings: the layout, the normalisation mode, the initialisation and its seed.
+        mean, std: the training images' mean and std (for the global normalisation).
+        pixel_statistics: per-pixel (mean, std) tensors for the per_pixel normalisation
+            (None leaves them at 0 and 1, e.g. when the weights are loaded afterwards).
+
+    Returns:
+        The model on the CPU.
+    """
+    mode = settings.normalization_mode
+    normalization = Normalization("global", mean, std) if mode == "global" else Normalization(mode)
     torch.manual_seed(settings.seed)
-    model = CNN(default_spec(mean, std))
+    model = CNN(settings.model_spec(normalization))
+    if pixel_statistics is not None:
+        model.normalize.set_pixel_statistics(*pixel_statistics)
     if settings.init == "keras":
         generator = torch.Generator().manual_seed(settings.seed)
         for module in model.modules():
@@ -106,7 +122,8 @@ def new_state(settings: TrainSettings, mnist: Mnist, device: torch.device | str 
 
     Args:
         settings: the run's settings (validated here).
-        mnist: the data; its training images give the model's normalisation.
+        mnist: the data; its training images give the model's normalisation (all of the
+            training split, also with `settings.train_images`).
         device: where the model lives.
         initial_weights: weights to start from instead of the seed's (a reset run).
 
@@ -115,7 +132,8 @@ def new_state(settings: TrainSettings, mnist: Mnist, device: torch.device | str 
     """
     settings = settings.validate()
     mean, std = normalization_stats(mnist.train_x)
-    model = new_model(settings, mean, std)
+    pixels = per_pixel_statistics(mnist.train_x) if settings.normalization_mode == "per_pixel" else None
+    model = new_model(settings, mean, std, pixels)
     if initial_weights is not None:
         _load_weights(model, initial_weights, "initial weights")
     model = _prepare(model, settings, device)
@@ -142,7 +160,7 @@ def _load_weights(model: CNN, weights: dict[str, torch.Tensor], where: str) -> N
     try:
         model.load_state_dict(weights, strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{where}: weights do not match the seed CNN: {str(exc).splitlines()[0]}") from None
+        raise CheckpointError(f"{where}: weights do not match the network's layout: {str(exc).splitlines()[0]}") from None
 
 
 # ---- what the checkpoint folder says about the run ------------------------------------------

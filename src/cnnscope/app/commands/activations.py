@@ -60,10 +60,9 @@ def load_inputs(args, model_config: dict) -> list:
         raise UserError(f"at most {MAX_PANELS} images at once, got {len(indices) + len(args.image)}")
     images = []
     if indices:
-        from cnnscope.data.mnist import load_mnist
+        from cnnscope.data.mnist import load_mnist_for_model
 
-        data_info = model_config.get("data", {})
-        mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+        mnist = load_mnist_for_model(model_config, args.data)  # the model's split, so indices match
         images += dataset_images(mnist, indices, args.set)
     images += [file_image(path) for path in args.image]
     return images

@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a photo scikit-learn ships instead of IMAGE: flower or china")
     parser.add_argument("--mode", choices=MODES, default="downscale",
                         help="downscale (the articles' 28x28 loop, default), octaves or native")
-    objective = parser.add_argument_group("objective (one kind; default --map " + DEFAULT_MAP + ")")
+    objective = parser.add_argument_group("objective (one kind; default --map " + DEFAULT_MAP
+                                          + ", or map 0 of the deepest conv layer of another layout)")
     objective.add_argument("--map", action="append", default=[], metavar="LAYER:MAP[,MAP]",
                            help="map(s) to dream of, e.g. Conv2D_3:56; repeat or comma-separate: values are summed")
     objective.add_argument("--layer", default=None, metavar="LAYER", help="a whole layer (mean of all maps)")
@@ -142,16 +143,17 @@ def prepare(args) -> dict:
     from cnnscope.app.parsing import objective_from_text
     from cnnscope.data.photos import load_photo
     from cnnscope.nn.checkpoint import load_model
-    from cnnscope.optvis.dream import DEFAULT_MAP, check_objective, check_sizes
+    from cnnscope.optvis.dream import check_normalization, check_objective, check_sizes, default_map
     from cnnscope.runtime import pick_device
 
     if (args.image is None) == (args.sample is None):
         raise UserError("give a photo: IMAGE or --sample flower|china (one of them)")
     settings = settings_from_args(args)
-    objective = objective_from_text(args.map, args.layer, args.layers, default_map=DEFAULT_MAP)
     device = pick_device(args.device)
     model, _ = load_model(args.model, device=device)
+    objective = objective_from_text(args.map, args.layer, args.layers, default_map=default_map(model))
     check_objective(model, objective, settings.mode)
+    check_normalization(model, settings.mode)
     photo = load_photo(args.image, sample=args.sample, max_side=args.max_side, color=not args.gray)
     check_sizes(settings, *photo.size)
     source = args.sample or Path(args.image).stem

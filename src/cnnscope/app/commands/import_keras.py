@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from cnnscope.app.commands import add_data_option
+
 NAME = "import-keras"
 ORDER = 60
 HELP = "import a Keras Sequential CNN (.h5 or .keras) as a cnnscope model (no TensorFlow needed)"
@@ -21,8 +23,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--normalize", default="none", metavar="MODE",
                         help="how images in [0, 1] were standardised before the Keras model saw them: none (default), "
                              "global (MNIST mean 0.1307, std 0.3081), per_image (each image to mean 0, std 1), "
+                             "per-pixel (the articles' StandardScaler: every pixel's mean and std over all 70000 "
+                             "MNIST images on the 0..255 scale, as their load_Mnist fitted it), "
                              "or MEAN,STD on the [0, 1] scale (pixels 0..255 fed raw: 0,0.00392156862745098)")
     parser.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
+    add_data_option(parser)
 
 
 def run(args) -> int:
@@ -37,7 +42,8 @@ def run(args) -> int:
         raise UserError(f"--out {out} is a file; give a folder for the checkpoint")
     if out.is_dir() and any(out.iterdir()) and not args.force:
         raise UserError(f"--out {out} already holds files; choose a new folder or pass --force")
-    model, source = import_keras(args.file, normalization)  # everything is checked before anything is written
+    pixels = articles_pixel_statistics(args.data) if normalization.mode == "per_pixel" else None
+    model, source = import_keras(args.file, normalization, pixels)  # everything is checked before anything is written
 
     created = not out.exists()
     try:
@@ -50,5 +56,17 @@ def run(args) -> int:
     print(f"imported {source['file']} ({source['format']}, Keras {source['keras_version']}) -> {out}")
     if normalization.mode == "none":
         print("input normalisation: none; if the Keras model saw standardised images, import again with "
-              "--normalize global, per_image or MEAN,STD")
+              "--normalize global, per_image, per-pixel or MEAN,STD")
     return 0
+
+
+def articles_pixel_statistics(data):
+    """The per-pixel StandardScaler of the articles' `load_Mnist`: fitted on all 70000 MNIST images
+    (training and test merged, before their shuffle and split) on the raw 0..255 scale."""
+    import numpy as np
+
+    from cnnscope.data.mnist import load_mnist
+    from cnnscope.nn.model import per_pixel_statistics
+
+    mnist = load_mnist(data)
+    return per_pixel_statistics(np.concatenate([mnist.train_x, mnist.test_x]), fitted_on="raw")

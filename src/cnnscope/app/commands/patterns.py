@@ -100,10 +100,9 @@ def check_arguments(args) -> Path:
 def load_digits(args, config: dict, digits: tuple[int, int]):
     """The data set, the positions of the first --count images of each digit, and those images as tensors."""
     from cnnscope.analysis.patterns import class_indices
-    from cnnscope.data.mnist import load_mnist, to_tensor
+    from cnnscope.data.mnist import load_mnist_for_model, to_tensor
 
-    data_info = config.get("data", {})
-    mnist = load_mnist(args.data, split=data_info.get("split", "official"), seed=int(data_info.get("seed", 0)))
+    mnist = load_mnist_for_model(config, args.data)  # the model's split, so indices match
     images, labels = mnist.images(args.set)
     indices = [class_indices(labels, digit, args.count, f"{args.set} images") for digit in digits]
     return mnist, indices, [to_tensor(images[i]) for i in indices]

@@ -13,7 +13,8 @@ CURVES = "curves.png"
 ORDER = 10
 HELP = "train the CNN on MNIST (recipes default|seed|best, or your own settings)"
 DESCRIPTION = (
-    "Train the seed CNN on MNIST. A recipe sets every knob; options override it. After every "
+    "Train the seed CNN (or any layout of the articles' list form: --conv, --pools, --dense or --spec) "
+    "on MNIST. A recipe sets every knob; options override it. After every "
     "epoch the checkpoint (model.safetensors + config.json), curves.png, metrics.csv and the "
     "resume state are rewritten atomically in the output folder."
 )
@@ -27,6 +28,7 @@ OVERRIDES = {
     "seed": "seed", "split": "split", "split_seed": "split_seed", "init": "init",
     "train_images": "train_images", "test_images": "test_images", "threads": "threads",
 }
+LAYOUT_OPTIONS = ("conv", "pools", "dense", "normalize")  # they fix the network: resume and reset keep them
 
 
 def add_arguments(parser) -> None:
@@ -66,6 +68,22 @@ def add_arguments(parser) -> None:
                         help="use only the first N training images (quick experiments)")
     parser.add_argument("--test-images", type=int, default=None, metavar="N",
                         help="evaluate each epoch on the first N test images only (quick experiments)")
+    parser.add_argument("--conv", default=None, metavar="LIST",
+                        help="conv layers as FILTERS:KERNEL[:ACTIVATION], e.g. 32:3:relu,64:3:relu,128:3:relu (the "
+                             "default; activations relu, sigmoid, elu, tanh)")
+    parser.add_argument("--pools", default=None, metavar="LIST",
+                        help="max-pool sizes after the first conv layers, e.g. 2,2 or 2x2, or none (default: a 2x2 "
+                             "pool after every conv layer but the last)")
+    parser.add_argument("--dense", default=None, metavar="LIST",
+                        help="dense layers as UNITS[:ACTIVATION], e.g. 100:relu,10:softmax (the default; hidden relu, "
+                             "sigmoid, tanh; output softmax or sigmoid, 10 units)")
+    parser.add_argument("--spec", default=None, metavar="FILE.json",
+                        help='the layout as a JSON file: {"conv": [[32, [3, 3], "relu"], ...], "pools": [[2, 2], ...], '
+                             '"dense": [[100, "relu"], [10, "softmax"]]} (instead of --conv/--pools/--dense)')
+    parser.add_argument("--normalize", default=None, metavar="MODE",
+                        help="input standardisation: global (default: the training images' mean and std), per-pixel "
+                             "(every pixel's mean and std, scikit-learn's StandardScaler, as the articles), "
+                             "per-image, none")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in the output folder")
     parser.add_argument("--reset", action="store_true", help="restart from the initial weights saved in the output folder")
     parser.add_argument("--threads", type=int, default=None,
@@ -76,13 +94,44 @@ def add_arguments(parser) -> None:
 
 
 def settings_from_args(args):
+    """(validated TrainSettings, the fields the options changed) for the train options."""
+    from cnnscope.errors import UserError
     from cnnscope.training.settings import recipe_settings
 
     settings = recipe_settings(args.recipe)
     changes = {field: getattr(args, option) for option, field in OVERRIDES.items() if getattr(args, option) is not None}
+    changes.update(layout_from_args(args))
     if changes:
         settings = replace(settings, **changes)
-    return settings.validate(), changes
+    try:
+        return settings.validate(), changes
+    except UserError as exc:
+        if args.spec and exc.parameter in ("conv", "pools", "dense"):
+            raise UserError(f"layout file {args.spec}: {exc}", "spec") from None
+        raise
+
+
+def layout_from_args(args) -> dict:
+    """The layout fields given by --conv/--pools/--dense, --spec and --normalize."""
+    from cnnscope.app.parsing import (
+        parse_conv_layers,
+        parse_dense_layers,
+        parse_pools,
+        read_layout_file,
+    )
+    from cnnscope.errors import UserError
+
+    given = [f"--{name}" for name in ("conv", "pools", "dense") if getattr(args, name) is not None]
+    if args.spec and given:
+        raise UserError(f"give the layout either as --spec or as --conv/--pools/--dense, not both (got --spec and "
+                        f"{', '.join(given)})", "spec")
+    layout = read_layout_file(args.spec) if args.spec else {}
+    for name, parse in (("conv", parse_conv_layers), ("pools", parse_pools), ("dense", parse_dense_layers)):
+        if getattr(args, name) is not None:
+            layout[name] = parse(getattr(args, name))
+    if args.normalize is not None:
+        layout["normalize"] = args.normalize.strip().lower().replace("-", "_")
+    return layout
 
 
 def run(args) -> int:
@@ -97,11 +146,11 @@ def run(args) -> int:
     if args.data is not None and not Path(args.data).expanduser().exists():
         raise UserError(f"data path {args.data} does not exist (expected mnist.npz or a folder of IDX files)")
     if args.resume:
-        ignored = sorted(set(changes) - {"epochs"})
+        ignored = sorted(set(changes) - {"epochs", *LAYOUT_OPTIONS})
         if ignored or args.recipe != "default":
             names = ", ".join("--" + name.replace("_", "-") for name in ignored) or "--recipe"
             raise UserError(f"--resume continues with the stored settings; only --epochs may change (got {names})")
-        state = run_training(None, out, data=args.data, resume=True, reset=args.reset, epochs=changes.get("epochs"),
+        state = run_training(settings, out, data=args.data, resume=True, reset=args.reset, epochs=changes.get("epochs"),
                              device=device, progress=not args.no_progress, callbacks=[CurvesWriter(out)])
     else:
         state = run_training(settings, out, data=args.data, reset=args.reset, device=device,

@@ -44,6 +44,23 @@ def report_section(ctx):
             f"the final image after the adjustment of the value distribution (std {result.settings.width:g}). "
             f"Objective {v[0]:.3g} -> {v[-1]:.3g} in {result.seconds:.2f} s.")))
         facts[f"map {map_index}: objective start -> end"] = f"{v[0]:.3g} -> {v[-1]:.3g} ({result.seconds:.2f} s)"
+    if model.spec.normalization.mode == "per_pixel":
+        facts["layer mix (octaves)"] = ("not dreamt: the model standardises each of its 28x28 pixels separately "
+                                        "(per_pixel), which has no meaning for a photo at other sizes")
+    else:
+        _octave_dream(ctx, photo, convs, figures, facts)
+    facts["photo"] = f"scikit-learn's flower, {photo.size[1]}x{photo.size[0]} pixels, dreamed in its luminance"
+    intro = ("DeepDream with a network that has only seen 28x28 digits: maps of its conv layers amplify whatever "
+             "digit-stroke patterns they find in a photo. The single-map dreams follow the DeepDream article of "
+             "the seed series; the octave dream follows the DeepDream notebook and Keras example. Colours are "
+             "kept: only the photo's luminance (Y of YCbCr) is dreamed. `cnnscope dream --help` runs them on any "
+             "photo.")
+    return Section(title, intro, figures, facts)
+
+
+def _octave_dream(ctx, photo, convs: list[str], figures: list, facts: dict) -> None:
+    """A weighted mix of the last two conv layers dreaming in octaves (the notebook's way)."""
+    model, quick = ctx.model, bool(ctx.quick)
     mix_text = ",".join(f"{name}:{w:g}" for name, w in zip(convs[-2:], (1.0, 2.0)[-len(convs[-2:]):], strict=True))
     octave_settings = DreamSettings(mode="octaves", steps=5 if quick else None, octaves=2 if quick else 3,
                                     px=2.0 if quick else 4.0, seed=ctx.seed)
@@ -58,10 +75,4 @@ def report_section(ctx):
         f"sizes. Right: where the luminance changed (red brighter, blue darker). Objective {v[0]:.3g} -> "
         f"{v[-1]:.3g} in {result.seconds:.2f} s.")))
     facts["layer mix (octaves): objective start -> end"] = f"{v[0]:.3g} -> {v[-1]:.3g} ({result.seconds:.2f} s)"
-    facts["photo"] = f"scikit-learn's flower, {photo.size[1]}x{photo.size[0]} pixels, dreamed in its luminance"
-    intro = ("DeepDream with a network that has only seen 28x28 digits: maps of its conv layers amplify whatever "
-             "digit-stroke patterns they find in a photo. The single-map dreams follow the DeepDream article of "
-             "the seed series; the octave dream follows the DeepDream notebook and Keras example. Colours are "
-             "kept: only the photo's luminance (Y of YCbCr) is dreamed. `cnnscope dream --help` runs them on any "
-             "photo.")
-    return Section(title, intro, figures, facts)
+
