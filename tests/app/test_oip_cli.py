@@ -146,3 +146,17 @@ def test_gallery_strategy_one_and_convergence_report(small_model_dir, tmp_path, 
     body = json.loads((tmp_path / "c.json").read_text())
     assert body["strategy"] == {"name": "coarse-to-fine", "stage_steps": [3, 3, 4, 10]}
     assert body["settings"]["steps"] == 20 and len(body["targets"][0]["trajectory"]) == 21
+
+
+def test_default_layer_is_the_deepest_conv_layer(tmp_path, capsys):
+    from cnnscope.nn.checkpoint import save_checkpoint
+    from cnnscope.nn.model import CNN, ModelSpec
+
+    spec = ModelSpec.from_lists(conv=((4, (3, 3), "relu"), (6, (3, 3), "tanh")), pools=((2, 2),),
+                                dense=((10, "softmax"),))
+    save_checkpoint(CNN(spec), tmp_path / "two")
+    code, out, err = run_cli(["--model", str(tmp_path / "two"), "--steps", "5", "--quiet",
+                              "--out", str(tmp_path / "z.png")], capsys)
+    assert code == 0, err
+    body = json.loads((tmp_path / "z.json").read_text())
+    assert [t["name"] for t in body["targets"]] == [f"Conv2D_2:{m}" for m in range(6)]

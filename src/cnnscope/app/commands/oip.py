@@ -20,7 +20,8 @@ DESCRIPTION = (
 def add_arguments(parser) -> None:
     add_common_options(parser)
     what = parser.add_argument_group("what to visualise (default: all maps of --layer)")
-    what.add_argument("--layer", default="Conv2D_3", help="layer of --maps / --node (default Conv2D_3)")
+    what.add_argument("--layer", default=None,
+                      help="layer of --maps / --node (default: the deepest conv layer, Conv2D_3 in the articles' network)")
     what.add_argument("--maps", default=None, metavar="LIST",
                       help="maps (dense layers: units): 'all', '120', '0-15,56' (default: all)")
     what.add_argument("--node", action="append", default=None, metavar="MAP[:Y,X]",
@@ -94,6 +95,11 @@ def build_targets(args, model) -> tuple[list, str]:
     if args.logit:
         classes = parse_list(args.logit, "logit", model.num_classes)
         return logit_objectives(model, classes), "logits"
+    if args.layer is None:
+        convs = model.layers_of_kind("conv")
+        if not convs:
+            raise UserError(f"the model has no conv layer; give --layer (valid layers: {', '.join(model.layer_names)})")
+        args.layer = convs[-1]
     model.check_layer(args.layer)
     if args.node:
         targets = [parse_node(text, args.layer, model) for text in args.node]
