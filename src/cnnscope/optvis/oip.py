@@ -297,21 +297,8 @@ def find_oips(
     settings = (settings or AscentSettings()).check()
     settings = replace(settings, steps=strategy.total_steps(settings)).check()
     objectives = list(objectives)
-    if not objectives:
-        raise UserError("no targets to find OIPs for", "objectives")
-    _check_run_options(restarts, precursor, precursor_steps, chunk_size)
-    for objective in objectives:
-        O.validate(objective, model)
-    if start is not None:
-        if strategy.name != Superposition.name:
-            raise UserError(f"a start image cannot be combined with the {strategy.name} strategy", "start")
-        if restarts != 1 or precursor:
-            raise UserError("a start image cannot be combined with restarts or precursor (they need noise starts)",
-                            "start")
-        if start.dim() != 4 or start.shape[1] != 1 or start.shape[0] not in (1, len(objectives)):
-            raise UserError(f"start image must be 1 x 1 x H x W, got shape {tuple(start.shape)}", "start")
-        size = tuple(start.shape[-2:])
-    size = _image_size(model, objectives, size)
+    size = _check_find_options(model, objectives, strategy, restarts, precursor, precursor_steps, chunk_size,
+                               start, size)
     scales, factors = check_noise_parameters(scales, factors, size)
     m = len(objectives)
     run_kw = dict(chunk_size=chunk_size, device=device, progress=progress)
@@ -333,21 +320,45 @@ def find_oips(
     own = [start_seed(seed, objectives[i], r) for r, i in pairs]  # later stages add the target's own scales
     result = strategy.ascend(model, starts, [objectives[i] for r, i in pairs], settings,
                              lambda: noise_components(len(pairs), size, scales, seeds=own), factors, run_kw)
+    return OipRun(objectives=objectives, **_best_starts(result, restarts, m, seeds, kinds), settings=settings,
+                  scales=scales, factors=factors, restarts=restarts, precursor=precursor,
+                  precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed,
+                  strategy=strategy.describe())
+
+
+def _check_find_options(model, objectives, strategy, restarts, precursor, precursor_steps, chunk_size, start,
+                        size) -> tuple[int, int]:
+    """UserError for a bad option of `find_oips`; the image size the targets are ascended at."""
+    if not objectives:
+        raise UserError("no targets to find OIPs for", "objectives")
+    _check_run_options(restarts, precursor, precursor_steps, chunk_size)
+    for objective in objectives:
+        O.validate(objective, model)
+    if start is not None:
+        if strategy.name != Superposition.name:
+            raise UserError(f"a start image cannot be combined with the {strategy.name} strategy", "start")
+        if restarts != 1 or precursor:
+            raise UserError("a start image cannot be combined with restarts or precursor (they need noise starts)",
+                            "start")
+        if start.dim() != 4 or start.shape[1] != 1 or start.shape[0] not in (1, len(objectives)):
+            raise UserError(f"start image must be 1 x 1 x H x W, got shape {tuple(start.shape)}", "start")
+        size = tuple(start.shape[-2:])
+    return _image_size(model, objectives, size)
+
+
+def _best_starts(result: AscentResult, restarts: int, m: int, seeds: list[int], kinds: list[str]) -> dict:
+    """The `OipRun` fields of the best start of each of the m targets, and the record of every start."""
     columns = _best_restart(result, restarts, m)
     record = StartRecord(
         images=result.images.view(restarts, m, *result.images.shape[1:]),
         final=result.final.view(restarts, m), reacted=result.reacted.view(restarts, m),
         seeds=[seeds[r * m:(r + 1) * m] for r in range(restarts)],
         kinds=[kinds[r * m:(r + 1) * m] for r in range(restarts)])
-    return OipRun(
-        objectives=objectives, images=result.images[columns], values=result.values[:, columns],
-        reacted=result.reacted[columns], steps_used=result.steps_used[columns],
-        snapshots={k: v[columns] for k, v in result.snapshots.items()},
-        restart=columns // m, start_seeds=[seeds[int(c)] for c in columns], start_kind=[kinds[int(c)] for c in columns],
-        settings=settings, scales=scales, factors=factors, restarts=restarts, precursor=precursor,
-        precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed, starts=record,
-        strategy=strategy.describe(),
-    )
+    return {"images": result.images[columns], "values": result.values[:, columns],
+            "reacted": result.reacted[columns], "steps_used": result.steps_used[columns],
+            "snapshots": {k: v[columns] for k, v in result.snapshots.items()}, "restart": columns // m,
+            "start_seeds": [seeds[int(c)] for c in columns], "start_kind": [kinds[int(c)] for c in columns],
+            "starts": record}
 
 
 def _reacting_score(result: AscentResult) -> torch.Tensor:
