@@ -247,6 +247,39 @@ def test_another_model_gets_its_own_cache(model_and_app, mnist, tmp_path):
     assert client_b.post("/api/oip/Conv2D_1", json={"maps": [0]}).json()["oips"][0]["cached"] is False
 
 
+def data_url_pixels(url: str) -> np.ndarray:
+    assert url.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def test_oip_from_several_starts_keeps_every_start_and_says_how_alike_they_are(client, model_and_app):
+    cache = model_and_app[2]
+    today = client.post("/api/oip/Conv2D_2", json={"maps": [5]}).json()["oips"][0]
+    today_pixels = np.asarray(Image.open(io.BytesIO(client.get(today["url"]).content)))
+    answer = client.post("/api/oip/Conv2D_2", json={"maps": [5], "starts": 2}).json()
+    assert answer["starts"] == 2 and answer["layer"] == "Conv2D_2"
+    two = answer["oips"][0]
+    assert two["map"] == 5 and two["cached"] is False and len(two["starts"]) == 2
+    # TEST_OIP keeps the best of 2 restarts: the kept start is today's OIP, pixel for pixel
+    assert np.array_equal(data_url_pixels(two["starts"][two["kept"]]["picture"]), today_pixels)
+    assert two["starts"][two["kept"]]["value"] == pytest.approx(today["value"], abs=1e-5)
+    assert two["similarity"] is None or -1.0 <= two["similarity"] <= 1.0
+
+    three = client.post("/api/oip/Conv2D_2", json={"maps": [5], "starts": 3}).json()["oips"][0]
+    assert len(three["starts"]) == 3 and three["settings"]["restarts"] == 3
+    assert three["similarity"] is None or -1.0 <= three["similarity"] <= 1.0
+    assert sum(s["reacted"] for s in three["starts"]) >= 2 and three["similarity"] is not None
+    for start in three["starts"]:
+        pixels = data_url_pixels(start["picture"])
+        assert pixels.shape == (112, 112, 3) and pixels.std() > 10
+    # starts are seeded by (seed, map, restart): a third start adds one, the first two are the same
+    assert [s["value"] for s in three["starts"][:2]] == pytest.approx([s["value"] for s in two["starts"]], abs=1e-4)
+    assert three["starts"][three["kept"]]["value"] == max(s["value"] for s in three["starts"] if s["reacted"])
+    assert len(list((cache / "oip").rglob("0005-*-starts3.json"))) == 1  # cached per number of starts
+    again = client.post("/api/oip/Conv2D_2", json={"maps": [5], "starts": 3}).json()["oips"][0]
+    assert again["cached"] is True and again["starts"] == three["starts"]
+
+
 BAD_REQUESTS = [
     # (method, path, body or None, headers, expected status, words in the message)
     ("post", "/api/draw", b"not json", {"content-type": "application/json"}, 400, "not valid JSON"),
@@ -273,6 +306,11 @@ BAD_REQUESTS = [
     ("post", "/api/oip/Conv2D_1", {"maps": [True]}, None, 400, "integers"),
     ("post", "/api/oip/Conv2D_1", {"path": "/etc/passwd"}, None, 400, "integers"),
     ("post", "/api/oip/Dense_1", {"maps": [100]}, None, 404, "0..99"),
+    ("post", "/api/oip/Conv2D_1", {"maps": [0], "starts": 0}, None, 400, "starts must be an integer in 1..8, got 0"),
+    ("post", "/api/oip/Conv2D_1", {"maps": [0], "starts": 9}, None, 400, "in 1..8, got 9"),
+    ("post", "/api/oip/Conv2D_1", {"maps": [0], "starts": "4"}, None, 400, 'got "4"'),
+    ("post", "/api/oip/Conv2D_1", {"maps": [0], "starts": True}, None, 400, "got true"),
+    ("post", "/api/oip/Conv2D_1", {"maps": [0], "starts": 2.5}, None, 400, "got 2.5"),
     ("get", "/api/oip/Conv2D_1/31/image.png", None, None, 404, "no OIP computed yet"),
     ("get", "/api/oip/..%2F..%2F/0/image.png", None, None, 404, ""),
     ("get", "/static/../web.py", None, None, 404, ""),

@@ -200,6 +200,23 @@ def test_clicking_a_map_shows_its_activation_oip_and_top_images(page):
     page.wait_for_function(f"window.cnnscope.view.index === {first_top}")
 
 
+def test_the_starts_button_shows_a_maps_oips_from_4_starts_with_their_similarity(page):
+    page.fill("#test-index", "0")
+    page.click("#load-test")
+    page.wait_for_function("window.cnnscope.view && window.cnnscope.view.index === 0")
+    page.locator("canvas[data-layer='Conv2D_1']").click(position={"x": 3, "y": 3})
+    page.wait_for_function("document.getElementById('panel-title').textContent === 'Conv2D_1 · map 0'")
+    assert page.locator("#panel-starts-row img").count() == 0  # only when asked
+    page.click("#panel-starts")
+    page.wait_for_function("""() => { const imgs = [...document.querySelectorAll('#panel-starts-row img')];
+        return imgs.length === 4 && imgs.every(i => i.complete && i.naturalWidth === 112); }""")
+    assert page.locator("#panel-starts-row img.kept").count() == 1
+    info = page.locator("#panel-starts-info").text_content()
+    assert info.startswith("similarity")
+    if "fewer" not in info:
+        assert -1.0 <= float(info.split()[1]) <= 1.0
+
+
 def test_zoo_and_confusion_tiles_are_clickable(page):
     page.click(".tab-button[data-tab='zoo']")
     page.select_option("#zoo-layer", "Conv2D_3")

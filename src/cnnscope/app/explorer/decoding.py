@@ -16,6 +16,7 @@ from cnnscope.errors import UserError
 MAX_BODY_BYTES = 2_000_000  # a 1024x1024 canvas in base64 is 1.4 MB
 MAX_CANVAS_SIDE = 1024
 MAX_OIP_MAPS = 32  # maps per OIP request
+MAX_OIP_STARTS = 8  # starts per map in an OIP request's gallery
 
 
 class RequestError(UserError):
@@ -111,3 +112,12 @@ def decode_maps(body: bytes) -> list[int]:
     if not isinstance(maps, list) or not all(is_integer(m) for m in maps):
         raise RequestError('body must be {"maps": [integers]}')
     return maps
+
+
+def decode_starts(body: bytes) -> int:
+    """An OIP request's optional "starts" (1..MAX_OIP_STARTS, default 1: the kept OIP only)."""
+    payload = decode_json(body)
+    starts = payload.get("starts", 1) if isinstance(payload, dict) else 1
+    if not is_integer(starts) or not 1 <= starts <= MAX_OIP_STARTS:
+        raise RequestError(f"starts must be an integer in 1..{MAX_OIP_STARTS}, got {json.dumps(starts)}")
+    return starts

@@ -12,6 +12,7 @@ import json
 import threading
 import time
 from dataclasses import asdict
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 
@@ -27,7 +28,13 @@ from cnnscope.app.explorer.decoding import (
     decode_canvas,
 )
 from cnnscope.app.explorer.encoding import b64, colormap_table, encode_layer, rounded
-from cnnscope.app.explorer.oips import OipCache, OipSettings, compute_map_oips, weights_hash
+from cnnscope.app.explorer.oips import (
+    OipCache,
+    OipSettings,
+    compute_map_oips,
+    compute_map_starts,
+    weights_hash,
+)
 from cnnscope.app.explorer.statistics import (
     TestStats,
     compute_test_stats,
@@ -186,26 +193,35 @@ class Explorer:
         return top_view(self.test_stats(), self.test_y, layer, index)
 
     # ---- OIPs ------------------------------------------------------------------------
-    def oip(self, layer: str, maps: list[int]) -> dict:
-        """OIPs of some maps of a layer: cached ones read, missing ones computed in one batch."""
+    def oip(self, layer: str, maps: list[int], starts: int = 1) -> dict:
+        """OIPs of some maps of a layer: cached ones read, missing ones computed in one batch.
+
+        With `starts` > 1, every map's gallery instead: the OIPs of `starts` starts, the one kept
+        and their similarity (`compute_map_starts`).
+        """
         self.check_layer(layer)
         if not maps:
             raise RequestError("maps is empty; ask for at least one map")
         if len(maps) > MAX_OIP_MAPS:
             raise RequestError(f"at most {MAX_OIP_MAPS} maps per request, got {len(maps)}", 413)
         maps = list(dict.fromkeys(self.check_map(layer, m) for m in maps))
-        records = {m: self.oips.read(layer, m) for m in maps}
+        read = partial(self.oips.read_starts, layer, starts=starts) if starts > 1 else partial(self.oips.read, layer)
+        records = {m: read(m) for m in maps}
         missing = [m for m, r in records.items() if r is None]
         if missing:
             with self._oip_lock:  # another request may have computed them meanwhile
-                records.update({m: self.oips.read(layer, m) for m in missing})
+                records.update({m: read(m) for m in missing})
                 missing = [m for m in missing if records[m] is None]
                 if missing:
-                    records.update(self._compute_oips(layer, missing))
-        return {"layer": layer, "oips": [records[m] for m in maps]}
+                    records.update(self._compute_oips(layer, missing, starts))
+        answer = {"layer": layer, "oips": [records[m] for m in maps]}
+        return answer if starts == 1 else {**answer, "starts": starts}
 
-    def _compute_oips(self, layer: str, maps: list[int]) -> dict[int, dict]:
+    def _compute_oips(self, layer: str, maps: list[int], starts: int) -> dict[int, dict]:
         started = time.perf_counter()
+        if starts > 1:
+            results = compute_map_starts(self.model, layer, maps, self.oip_settings, starts)
+            return self.oips.store_starts(layer, maps, results, starts, time.perf_counter() - started)
         results = compute_map_oips(self.model, layer, maps, self.oip_settings)
         return self.oips.store(layer, maps, results, time.perf_counter() - started)
 

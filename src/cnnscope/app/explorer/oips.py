@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import base64
 import json
-from dataclasses import asdict, dataclass
+import math
+from dataclasses import asdict, dataclass, replace
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -78,19 +81,69 @@ def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSetti
     Returns:
         One `MapOip` per map, in the order of `maps`.
     """
-    from cnnscope.figures.render import colorize, enhance_contrast, upscale
+    run = _find_map_oips(model, layer, maps, settings)
+    out = []
+    for i in range(len(maps)):
+        out.append(MapOip(oip_picture(run.images[i, 0]), round(float(run.final[i]), 5), bool(run.reacted[i]),
+                          int(run.steps_used[i]), run.start_kind[i]))
+    return out
+
+
+def _find_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings):
     from cnnscope.optvis.ascent import AscentSettings
     from cnnscope.optvis.oip import find_oips, map_objectives
 
-    run = find_oips(model, map_objectives(model, layer, maps), AscentSettings(steps=settings.steps, snapshot_steps=()),
-                    restarts=settings.restarts, precursor=settings.precursor,
-                    precursor_steps=settings.precursor_steps, seed=settings.seed)
+    return find_oips(model, map_objectives(model, layer, maps), AscentSettings(steps=settings.steps, snapshot_steps=()),
+                     restarts=settings.restarts, precursor=settings.precursor,
+                     precursor_steps=settings.precursor_steps, seed=settings.seed)
+
+
+def oip_picture(image) -> np.ndarray:
+    """An H x W OIP image (tensor) -> the page's picture: contrast-enhanced, colour-mapped, upscaled."""
+    from cnnscope.figures.render import colorize, enhance_contrast, upscale
+
+    return upscale(colorize(enhance_contrast(image.detach().cpu().numpy()), COLORMAP, 0.0, 1.0), OIP_SCALE)
+
+
+def starts_settings(settings: OipSettings, starts: int) -> OipSettings:
+    """The settings of a gallery of `starts` starts per map: `settings` with that many restarts."""
+    return replace(settings, restarts=starts)
+
+
+def png_data_url(picture: np.ndarray) -> str:
+    """An RGB uint8 picture as a PNG data URL (an <img> src)."""
+    from PIL import Image
+
+    buffer = BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def compute_map_starts(model: CNN, layer: str, maps: list[int], settings: OipSettings, starts: int) -> list[dict]:
+    """Every start's OIP of some maps (a gallery), with how alike the starts are.
+
+    Args:
+        model, layer, maps: as for `compute_map_oips`.
+        settings: steps, precursor search and seed; `restarts` is replaced by `starts`.
+        starts: starts per map (2 or more, so there is a similarity).
+
+    Returns:
+        Per map, in the order of `maps`: {"kept": the start `compute_map_oips` keeps with these
+        settings, "similarity": `gallery.start_similarity` (None with fewer than 2 reacting
+        starts), "starts": [{"picture": PNG data URL, "value", "reacted"} per start]}.
+    """
+    from cnnscope.optvis.gallery import start_similarity
+
+    run = _find_map_oips(model, layer, maps, starts_settings(settings, starts))
+    similarity = start_similarity(run)
     out = []
     for i in range(len(maps)):
-        image = run.images[i, 0].detach().cpu().numpy()
-        picture = upscale(colorize(enhance_contrast(image), COLORMAP, 0.0, 1.0), OIP_SCALE)
-        out.append(MapOip(picture, round(float(run.final[i]), 5), bool(run.reacted[i]), int(run.steps_used[i]),
-                          run.start_kind[i]))
+        pictures = [{"picture": png_data_url(oip_picture(run.starts.images[r, i, 0])),
+                     "value": round(float(run.starts.final[r, i]), 5), "reacted": bool(run.starts.reacted[r, i])}
+                    for r in range(starts)]
+        value = float(similarity[i])
+        out.append({"kept": int(run.restart[i]), "similarity": None if math.isnan(value) else round(value, 4),
+                    "starts": pictures})
     return out
 
 
@@ -138,6 +191,31 @@ class OipCache:
                       "cnnscope": __version__}
             write_json(sidecar, record)
             records[index] = {**record, "url": self.url(layer, index), "cached": False}
+        return records
+
+    def starts_path(self, layer: str, index: int, starts: int) -> Path:
+        """The record file of a map's gallery of `starts` starts (the key includes the starts)."""
+        return self.folder / layer / f"{index:04d}-{starts_settings(self.settings, starts).key()}-starts{starts}.json"
+
+    def read_starts(self, layer: str, index: int, starts: int) -> dict | None:
+        """The stored gallery of a map, or None if it is not stored."""
+        try:
+            record = json.loads(self.starts_path(layer, index, starts).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return {**record, "cached": True}
+
+    def store_starts(self, layer: str, maps: list[int], results: list[dict], starts: int,
+                     seconds: float) -> dict[int, dict]:
+        """Write freshly computed galleries (one batch that took `seconds`); their records by map."""
+        records = {}
+        for index, result in zip(maps, results, strict=True):
+            record = {"layer": layer, "map": index, "starts_count": starts, **result,
+                      "seconds": round(seconds / len(maps), 4),
+                      "settings": asdict(starts_settings(self.settings, starts)), "weights": self.weights,
+                      "cnnscope": __version__}
+            write_json(self.starts_path(layer, index, starts), record)
+            records[index] = {**record, "cached": False}
         return records
 
     def picture(self, layer: str, index: int) -> bytes:

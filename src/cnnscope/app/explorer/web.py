@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cnnscope.app.explorer.decoding import RequestError, decode_maps, read_body
+from cnnscope.app.explorer.decoding import RequestError, decode_maps, decode_starts, read_body
 from cnnscope.app.explorer.explorer import Explorer
 from cnnscope.app.explorer.oips import OipSettings
 from cnnscope.app.explorer.server import HostCheck
@@ -115,8 +115,9 @@ def top(layer: str, index: int, request: Request):
 
 
 async def oip(layer: str, request: Request):
-    maps = decode_maps(await read_body(request))
-    return await run_in_threadpool(explorer_of(request).oip, layer, maps)
+    body = await read_body(request)
+    maps, starts = decode_maps(body), decode_starts(body)
+    return await run_in_threadpool(explorer_of(request).oip, layer, maps, starts)
 
 
 def oip_image(layer: str, index: int, request: Request):

@@ -342,6 +342,8 @@ async function selectMap(layer, map) {
   $("panel-oip-info").textContent = "";
   $("panel-oip-status").textContent = "computing OIP...";
   $("panel-top").innerHTML = "";
+  $("panel-starts-row").innerHTML = "";
+  $("panel-starts-info").textContent = "";
   const key = `${layer}/${map}`;
   const stillSelected = () => state.selected && `${state.selected.layer}/${state.selected.map}` === key;
   const oipRequest = postJSON(`/api/oip/${layer}`, { maps: [map] }).then((answer) => {
@@ -360,6 +362,36 @@ async function selectMap(layer, map) {
     for (const item of answer.images) box.appendChild(thumb(item.index, item.url, `${item.label} · ${item.value.toFixed(2)}`));
   }).catch((error) => { if (stillSelected()) $("panel-top").textContent = error.message; });
   await Promise.all([oipRequest, topRequest]);
+}
+
+// The selected map's OIPs from several noise starts, with how alike they are (median similarity).
+const PANEL_STARTS = 4;
+async function showStarts() {
+  if (!state.selected) return;
+  const { layer, map } = state.selected;
+  const key = `${layer}/${map}`;
+  const stillSelected = () => state.selected && `${state.selected.layer}/${state.selected.map}` === key;
+  const row = $("panel-starts-row");
+  row.innerHTML = "";
+  $("panel-starts-info").textContent = `computing ${PANEL_STARTS} starts...`;
+  try {
+    const answer = await postJSON(`/api/oip/${layer}`, { maps: [map], starts: PANEL_STARTS });
+    if (!stillSelected()) return;
+    const record = answer.oips[0];
+    record.starts.forEach((start, i) => {
+      const img = document.createElement("img");
+      img.src = start.picture;
+      img.alt = `start ${i + 1}`;
+      img.title = `start ${i + 1}: value ${start.value.toFixed(3)}${i === record.kept ? " (kept)" : ""}`;
+      if (i === record.kept) img.classList.add("kept");
+      if (!start.reacted) img.classList.add("silent");
+      row.appendChild(img);
+    });
+    const alike = record.similarity === null ? "similarity: fewer than 2 starts reacted" : `similarity ${record.similarity.toFixed(2)}`;
+    $("panel-starts-info").textContent = alike;
+  } catch (error) {
+    if (stillSelected()) $("panel-starts-info").textContent = error.message;
+  }
 }
 
 function drawPanelActivation() {
@@ -516,6 +548,7 @@ async function start() {
   $("panel-close").addEventListener("click", () => { state.selected = null; $("panel").hidden = true; });
   $("zoo-layer").addEventListener("change", () => showZoo());
   $("zoo-compute").addEventListener("click", () => computeZoo());
+  $("panel-starts").addEventListener("click", showStarts);
   document.body.dataset.ready = "1";
 }
 
