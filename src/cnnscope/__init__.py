@@ -35,6 +35,7 @@ _MODULES = {
     "cnnscope.training.settings": ("TrainSettings", "recipe_settings"),
     "cnnscope.training.loop": ("train",),
     "cnnscope.training.runs": ("run_training",),
+    "cnnscope.training.sweep": ("grid_runs", "run_sweep"),
     "cnnscope.optvis.objectives": ("objectives",),  # the module itself
     "cnnscope.optvis.ascent": ("ascend", "AscentSettings"),
     "cnnscope.optvis.oip": ("find_oips", "map_objectives", "logit_objectives", "add_dataset_max", "quality"),
@@ -43,6 +44,7 @@ _MODULES = {
     "cnnscope.analysis.evaluation": ("evaluate",),
     "cnnscope.analysis.patterns": ("class_patterns",),
     "cnnscope.analysis.attribution": ("attribute",),
+    "cnnscope.analysis.compare": ("compare_models", "linear_cka", "match_units"),
     "cnnscope.figures.oip": ("zoo_picture", "evolution_strip"),
     "cnnscope.figures.activations": ("layer_figure",),
     "cnnscope.figures.dream": ("render_panel",),

@@ -83,8 +83,13 @@ def linear_cka(x: torch.Tensor, y: torch.Tensor, unbiased: bool = False) -> floa
         return _cka_from_hsic(unbiased_hsic(k, g), unbiased_hsic(k, k), unbiased_hsic(g, g))
     x = x - x.mean(0)
     y = y - y.mean(0)
-    cross = float((y.T @ x).square().sum())
-    norms = float(torch.linalg.matrix_norm(x.T @ x)) * float(torch.linalg.matrix_norm(y.T @ y))
+    if max(x.shape[1], y.shape[1]) > x.shape[0]:  # wide layers: the same sums over n x n Gram matrices
+        k, g = x @ x.T, y @ y.T
+        cross = float((k * g).sum())
+        norms = float(torch.linalg.matrix_norm(k)) * float(torch.linalg.matrix_norm(g))
+    else:
+        cross = float((y.T @ x).square().sum())
+        norms = float(torch.linalg.matrix_norm(x.T @ x)) * float(torch.linalg.matrix_norm(y.T @ y))
     return cross / norms if norms > 0 else 0.0
 
 

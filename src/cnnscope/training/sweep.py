@@ -195,7 +195,7 @@ def _run_tasks(ray, todo, out: Path, data, limit: int | None, home: str | None, 
         try:
             error = ray.get(ready)
         except Exception as exc:  # a worker that died, a Ray error: report it, go on
-            error = _first_line(exc)
+            error = _first_line(getattr(exc, "cause", None) or exc)
         results[run.name] = RunResult(run, "failed" if error else "done", error or "", time.perf_counter() - started)
         failed = sum(r.status == "failed" for r in results.values())
         line = f"[{len(results) - failed}/{total} done, {len(running)} running, {failed} failed] {run.name}"
@@ -220,8 +220,8 @@ def train_run(settings: TrainSettings, folder: str, data: str | None, resume: bo
         os.environ["CNNSCOPE_HOME"] = home
     from cnnscope.training.runs import run_training
 
-    Path(folder).mkdir(parents=True, exist_ok=True)
     try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
         with open(Path(folder) / RUN_LOG, "a", encoding="utf-8") as log_file:
             def log(line: str) -> None:
                 log_file.write(line + "\n")

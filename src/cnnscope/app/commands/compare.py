@@ -41,6 +41,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--best", type=int, default=6, help="best matched pairs shown per layer (default 6)")
     parser.add_argument("--worst", type=int, default=3, help="worst matched pairs shown per layer (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the OIPs' noise (default 0)")
+    parser.add_argument("--oip-steps", type=int, default=600, help="ascent steps of the OIPs (default 600, the articles')")
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads (default: 1 on machines with <= 2 cores, else torch's default)")
     add_data_option(parser)
@@ -60,7 +61,8 @@ def run(args) -> int:
         written = write_comparison(folders, Path(args.out).expanduser(), data=args.data, device=device,
                                    images=args.images, batch_size=args.batch_size, layers=layers,
                                    threshold=args.threshold, per_position=args.per_position,
-                                   pictures=_names(args.pictures), best=args.best, worst=args.worst, seed=args.seed)
+                                   pictures=_names(args.pictures), best=args.best, worst=args.worst, seed=args.seed,
+                                   oip_steps=args.oip_steps)
     print(f"wrote {len(written)} files to {args.out} ({time.perf_counter() - started:.0f} s)")
     return 0
 
@@ -102,7 +104,7 @@ def model_names(folders: list[Path]) -> list[str]:
 def write_comparison(folders: list[Path], out: Path, *, data=None, device="cpu", images: int | None = None,
                      batch_size: int = 500, layers: list[str] | None = None, threshold: float = 0.5,
                      per_position: bool = False, pictures: list[str] | None = None, best: int = 6, worst: int = 3, seed: int = 0,
-                     progress: bool = True) -> dict[str, Path]:
+                     oip_steps: int = 600, progress: bool = True) -> dict[str, Path]:
     """Compare the checkpoints and write every figure and compare.json into `out`.
 
     `pictures`: the matched layers whose pairs are pictured (['all'], ['none'], or None for
@@ -120,6 +122,7 @@ def write_comparison(folders: list[Path], out: Path, *, data=None, device="cpu",
     check_output_folder(out)
     check_whole("best", best, minimum=0)
     check_whole("worst", worst, minimum=0)
+    check_whole("oip steps", oip_steps, minimum=1)
     loaded = [load_checkpoint(folder, device) for folder in folders]
     models = [model for model, _ in loaded]
     mnist = load_mnist_for_model(loaded[0][1], data)
@@ -129,7 +132,8 @@ def write_comparison(folders: list[Path], out: Path, *, data=None, device="cpu",
                                 batch_size=batch_size, threshold=threshold, per_position=per_position)
     pictured = pictured_layers(comparison.match_layers, models[0], pictures)
     out.mkdir(parents=True, exist_ok=True)
-    written = _write_figures(comparison, models, test_x, out, pictured, (best, worst), seed, progress)
+    oips = {"seed": seed, "steps": oip_steps, "progress": progress}
+    written = _write_figures(comparison, models, test_x, out, pictured, (best, worst), oips)
     body = comparison_to_json(comparison)
     body["folders"] = [str(folder) for folder in folders]
     body["data"] = {"split": mnist.split, "seed": mnist.seed, "test_images": count}
@@ -155,8 +159,8 @@ def pictured_layers(matched: list[str], model, pictures: list[str] | None) -> li
     return pictures
 
 
-def _write_figures(comparison, models, test_x, out: Path, pictured: list[str], shown: tuple[int, int], seed: int,
-                   progress: bool) -> dict[str, Path]:
+def _write_figures(comparison, models, test_x, out: Path, pictured: list[str], shown: tuple[int, int],
+                   oips: dict) -> dict[str, Path]:
     from cnnscope.analysis.compare import pairwise_tables
     from cnnscope.figures import compare as F
     from cnnscope.files import save_figure, save_image
@@ -180,9 +184,9 @@ def _write_figures(comparison, models, test_x, out: Path, pictured: list[str], s
         ranks = shown_ranks(live_ranks(match), *shown)
         if not ranks:
             continue
-        oips = [matched_oips(model, layer, [int(match.pairs[r, side]) for r in ranks], seed, progress)
-                for side, model in enumerate(models)]
-        picture = F.matched_pairs_picture(match, ranks, oips[0], oips[1], comparison.top_images[0][layer],
+        images = [matched_oips(model, layer, [int(match.pairs[r, side]) for r in ranks], **oips)
+                  for side, model in enumerate(models)]
+        picture = F.matched_pairs_picture(match, ranks, images[0], images[1], comparison.top_images[0][layer],
                                           comparison.top_images[1][layer], test_x, comparison.names,
                                           match.dead_a, match.dead_b)
         written[f"pairs_{layer}"] = save_image(out / f"pairs_{layer}.png", picture)
@@ -203,8 +207,11 @@ def shown_ranks(ranks: list[int], best: int, worst: int) -> list[int]:
     return first + last
 
 
-def matched_oips(model, layer: str, units: list[int], seed: int, progress: bool):
-    """The OIPs (articles' algorithm, noise seeded by `seed` and the unit's name) of the units."""
+def matched_oips(model, layer: str, units: list[int], seed: int = 0, steps: int = 600, progress: bool = False):
+    """The OIPs of the units (the articles' algorithm with `steps` steps; each unit's noise
+    seeded by `seed` and its name, as in `cnnscope oip`)."""
+    from cnnscope.optvis.ascent import AscentSettings
     from cnnscope.optvis.oip import find_oips, map_objectives
 
-    return find_oips(model, map_objectives(model, layer, units), seed=seed, progress=progress).images
+    return find_oips(model, map_objectives(model, layer, units), AscentSettings(steps=steps), seed=seed,
+                     progress=progress).images
