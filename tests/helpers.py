@@ -30,3 +30,17 @@ def png_with_size(width: int, height: int) -> bytes:
 def flat_weights(model: torch.nn.Module) -> torch.Tensor:
     """All parameters of `model` in one flat tensor (to compare two models bit for bit)."""
     return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def permute_conv2d_3(model: torch.nn.Module, permutation: torch.Tensor) -> torch.nn.Module:
+    """Reorder the default layout's Conv2D_3 maps in place by `permutation` (new map u = old map
+    permutation[u]) and Dense_1's input columns to match (Max_Pool/Flatten keep the map order),
+    so the outputs are unchanged. Returns the model."""
+    conv, dense = model.body.Conv2D_3, model.body.Dense_1
+    height, width = model.output_shape("Conv2D_3")[1:]
+    with torch.no_grad():
+        conv.weight.copy_(conv.weight[permutation])
+        conv.bias.copy_(conv.bias[permutation])
+        columns = dense.weight.reshape(dense.out_features, -1, height * width)
+        dense.weight.copy_(columns[:, permutation].reshape(dense.out_features, -1))
+    return model

@@ -10,6 +10,7 @@ from cnnscope.analysis import compare as C
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.nn.model import CNN, ModelSpec, Normalization
+from helpers import permute_conv2d_3
 
 
 @pytest.fixture(scope="module")
@@ -18,18 +19,10 @@ def test_images(mnist):
 
 
 def permuted_copy(model: CNN, permutation: torch.Tensor) -> CNN:
-    """A copy whose Conv2D_3 maps are reordered by `permutation`, with Dense_1's input columns
-    reordered to match (Max_Pool/Flatten in between keep the map order), so outputs are unchanged."""
+    """A copy with Conv2D_3's maps reordered (and Dense_1's columns), outputs unchanged."""
     copy = CNN(model.spec)
     copy.load_state_dict(model.state_dict())
-    conv, dense = copy.body.Conv2D_3, copy.body.Dense_1
-    height, width = model.output_shape("Conv2D_3")[1:]
-    with torch.no_grad():
-        conv.weight.copy_(conv.weight[permutation])
-        conv.bias.copy_(conv.bias[permutation])
-        columns = dense.weight.reshape(dense.out_features, -1, height * width)
-        dense.weight.copy_(columns[:, permutation].reshape(dense.out_features, -1))
-    return copy.eval()
+    return permute_conv2d_3(copy, permutation).eval()
 
 
 def centred_gram_cka(x: np.ndarray, y: np.ndarray) -> float:

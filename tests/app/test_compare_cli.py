@@ -9,17 +9,14 @@ import torch
 
 from cnnscope.app.cli import main
 from cnnscope.nn.checkpoint import load_checkpoint, save_checkpoint
+from helpers import permute_conv2d_3
 
 
 def permuted_checkpoint(small_model_dir, folder, seed: int = 0):
     """The small model with Conv2D_3's maps permuted (and Dense_1's columns), saved to `folder`."""
     model, config = load_checkpoint(small_model_dir)
     permutation = torch.randperm(128, generator=torch.Generator().manual_seed(seed))
-    conv, dense = model.body.Conv2D_3, model.body.Dense_1
-    with torch.no_grad():
-        conv.weight.copy_(conv.weight[permutation])
-        conv.bias.copy_(conv.bias[permutation])
-        dense.weight.copy_(dense.weight.reshape(100, 128, 9)[:, permutation].reshape(100, -1))
+    permute_conv2d_3(model, permutation)
     save_checkpoint(model, folder, data=config["data"], recipe="test-permuted")
     return permutation
 

@@ -19,6 +19,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="smaller workloads in every section (same code paths); for a fast look")
     parser.add_argument("--seed", type=int, default=0, help="seed for every randomised picture (default 0)")
+    parser.add_argument("--compare", default=None, metavar="DIR",
+                        help="another checkpoint: adds a section comparing the two models (CKA, matched maps)")
 
 
 def run(args) -> int:
@@ -31,6 +33,10 @@ def run(args) -> int:
 
     started = time.perf_counter()
     device = pick_device(args.device)
+    if args.compare:
+        from cnnscope.nn.checkpoint import read_config
+
+        read_config(Path(args.compare).expanduser())  # a bad folder fails now, not after the report's work
     if args.model:
         model_dir = Path(args.model)
     else:
@@ -41,7 +47,8 @@ def run(args) -> int:
     out = Path(args.out).expanduser()
     print(f"writing report to {out} ...")
     ctx = ReportContext(model=model, config=config, mnist=mnist, model_dir=model_dir, folder=out,
-                        device=device, seed=args.seed, quick=args.quick)
+                        device=device, seed=args.seed, quick=args.quick,
+                        compare=Path(args.compare).expanduser() if args.compare else None)
     index = build_report(ctx)
     print(f"report: {index.resolve()}  ({time.perf_counter() - started:.0f} s)")
     return 0

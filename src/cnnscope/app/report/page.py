@@ -23,6 +23,7 @@ SECTION_BUILDERS: list[tuple[str, str]] = [
     ("cnnscope.app.report.inspection", "report_section"),
     ("cnnscope.app.report.oip", "report_section"),
     ("cnnscope.app.report.dream", "report_section"),
+    ("cnnscope.app.report.compare", "report_section"),  # only with `demo --compare OTHER`
 ]
 
 
@@ -53,9 +54,10 @@ class ReportContext:
     seed: int = 0
     quick: bool = False  # tests: smaller workloads, same code paths
     progress: bool = True
+    compare: Path | None = None  # another checkpoint to compare the model with (`demo --compare`)
 
 
-def section_builders() -> list[Callable[[ReportContext], Section]]:
+def section_builders() -> list[Callable[[ReportContext], Section | None]]:
     return [getattr(importlib.import_module(module_name), function_name)
             for module_name, function_name in SECTION_BUILDERS]
 
@@ -67,6 +69,8 @@ def build_report(ctx: ReportContext, log: Callable[[str], None] = print) -> Path
     for builder in section_builders():
         started = time.perf_counter()
         section = builder(ctx)
+        if section is None:  # a section that does not apply (e.g. no model to compare with)
+            continue
         log(f"  {section.title}: {time.perf_counter() - started:.1f} s")
         sections.append(section)
     return write_text(ctx.folder / "index.html", render_html(sections, ctx)) and ctx.folder / "index.html"
