@@ -14,6 +14,10 @@ For every model that cnnscope should import it writes `<name>.h5` or `<name>.ker
 `norm_mean`, `norm_std` (the standardisation between `raw` and `inputs`), `layers`
 (Keras layer names in order), `act_<layer>` (each layer's output, channels last) and
 `predictions` (model.predict). Models cnnscope must refuse get only the model file.
+
+`--only per-pixel` (Keras 2) writes just `articles_perpixel_k2.h5/.npz`: the articles' network
+trained on images scaled by their per-pixel StandardScaler, fitted as their `load_Mnist` does
+on all 70000 MNIST images on the 0..255 scale.
 """
 
 from __future__ import annotations
@@ -167,10 +171,39 @@ def save_expected(path: Path, model: keras.Model, raw: np.ndarray, mode: str, me
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
+def articles_pixel_scaler(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's StandardScaler on flattened uint8 images: mean, population std (1 where 0)."""
+    flat = images.reshape(len(images), -1).astype(np.float64)
+    mean, scale = flat.mean(axis=0), flat.std(axis=0)
+    scale[scale == 0] = 1.0
+    return mean, scale
+
+
+def per_pixel_fixture(out: Path, train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray) -> None:
+    """The articles' network trained on their per-pixel scaled images, and Keras's numbers for 8 test images."""
+    mean, scale = articles_pixel_scaler(np.concatenate([train_x, test_x]))
+
+    def scaled(images: np.ndarray) -> np.ndarray:
+        flat = (images.reshape(len(images), -1).astype(np.float64) - mean) / scale
+        return flat.reshape(len(images), 28, 28, 1).astype(np.float32)
+
+    net = articles_net()
+    fit_briefly(net, scaled(train_x[:6000]), train_y[:6000])
+    net = uncompiled_copy(net, articles_net)
+    save_model(net, out / "articles_perpixel_k2.h5")
+    inputs = scaled(test_x[:8])
+    path = out / "articles_perpixel_k2.npz"
+    np.savez_compressed(path, raw=(test_x[:8, :, :, None] / 255.0).astype(np.float32), inputs=inputs,
+                        norm_mode=np.array("per_pixel"), keras_version=np.array(KERAS_VERSION),
+                        **keras_outputs(net, inputs))
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mnist", required=True, help="MNIST npz with train_x/train_y/test_x (uint8) or Keras x_train/...")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "keras"))
+    parser.add_argument("--only", choices=["per-pixel"], default=None, help="write only the per-pixel fixture")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -180,6 +213,9 @@ def main() -> None:
     train_x = data["train_x"] if "train_x" in data.files else data["x_train"]
     train_y = data["train_y"] if "train_y" in data.files else data["y_train"]
     test_x = data["test_x"] if "test_x" in data.files else data["x_test"]
+    if args.only == "per-pixel":
+        per_pixel_fixture(out, train_x, train_y, test_x)
+        return
     train_raw = (train_x[:6000, :, :, None] / 255.0).astype(np.float32)
     test_raw = (test_x[:4, :, :, None] / 255.0).astype(np.float32)
 

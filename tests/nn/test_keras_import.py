@@ -292,9 +292,9 @@ def test_older_keras_layouts(tmp_path):
 def test_per_pixel_import_feeds_keras_the_articles_scaled_images(mnist):
     """With --normalize per-pixel the imported model standardises raw images by the articles'
     StandardScaler (all 70000 images, 0..255 scale) before Keras's layers: raw images that the
-    scaler maps onto the fixture's inputs give Keras's outputs. (The fixture's Keras model was not
-    trained behind that scaler: without TensorFlow here no such fixture could be made; this checks
-    the import's arithmetic, not a model trained on per-pixel-scaled images.)"""
+    scaler maps onto the fixture's inputs give Keras's outputs. (This fixture's Keras model was not
+    trained behind that scaler, so this checks
+    the import's arithmetic; the next test imports a model trained behind the scaler.)"""
     from sklearn.preprocessing import StandardScaler
 
     from cnnscope.app.commands.import_keras import articles_pixel_statistics
@@ -312,6 +312,25 @@ def test_per_pixel_import_feeds_keras_the_articles_scaled_images(mnist):
     assert np.abs(probabilities.numpy() - data["predictions"]).max() < 1e-4
     with pytest.raises(UserError, match="per_pixel normalisation needs pixel statistics"):
         import_keras(FIXTURES / "articles_k2.h5", Normalization("per_pixel"))
+
+
+def test_a_keras_model_trained_behind_the_articles_scaler_imports_with_its_outputs(mnist):
+    """articles_perpixel_k2.h5 was trained (TensorFlow 2.15, tools/make_keras_fixtures.py --only
+    per-pixel) on images scaled by the articles' StandardScaler; imported with the per-pixel
+    normalisation, cnnscope gives Keras's outputs for the raw test images."""
+    from cnnscope.app.commands.import_keras import articles_pixel_statistics
+
+    data = expected("articles_perpixel_k2.npz")
+    model, _ = import_keras(FIXTURES / "articles_perpixel_k2.h5", Normalization("per_pixel"),
+                            articles_pixel_statistics(None))
+    raw = torch.from_numpy(data["raw"]).permute(0, 3, 1, 2)
+    assert torch.equal(raw, to_tensor(mnist.test_x[:8]))  # the fixture's images are the real test images
+    with torch.no_grad():
+        standardised = model.normalize(raw).permute(0, 2, 3, 1).numpy()
+        probabilities = model.probabilities(raw).numpy()
+    assert np.abs(standardised - data["inputs"]).max() < 1e-4  # what Keras was fed
+    assert np.abs(probabilities - data["predictions"]).max() < 1e-5
+    assert (probabilities.argmax(axis=1) == mnist.test_y[:8]).mean() >= 0.75  # it learned something
 
 
 def test_import_keras_per_pixel_on_the_command_line(tmp_path, capsys):
