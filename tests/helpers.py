@@ -44,3 +44,22 @@ def permute_conv2d_3(model: torch.nn.Module, permutation: torch.Tensor) -> torch
         columns = dense.weight.reshape(dense.out_features, -1, height * width)
         dense.weight.copy_(columns[:, permutation].reshape(dense.out_features, -1))
     return model
+
+
+def run_cli(argv, capsys):
+    """`cnnscope ARGV` in this process: (exit code, stdout, stderr); argparse's exits included."""
+    from cnnscope.app.cli import main
+
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse usage errors
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code, err, message):
+    """Exit code 2 and exactly one line on stderr, naming `message`, without a traceback."""
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("cnnscope") and "Traceback" not in err
+    assert message in err, err

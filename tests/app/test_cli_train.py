@@ -7,22 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cnnscope.app.cli import main
-
-
-def run_cli(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, message):
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("cnnscope") and "Traceback" not in err
-    assert message in err, err
+from helpers import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")

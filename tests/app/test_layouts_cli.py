@@ -13,26 +13,12 @@ import torch
 
 from cnnscope.app.cli import build_parser, main
 from cnnscope.nn.checkpoint import load_checkpoint
+from helpers import assert_one_line_error, run_cli
 
 # article III's choices beyond relu: tanh, sigmoid and elu conv layers, a tanh hidden layer and a
 # sigmoid output; one pool fewer than the articles (after Conv2D_1 only)
 ODD_LAYOUT = ["--conv", "8:3:tanh,16:3:sigmoid,16:3x3:elu", "--pools", "2", "--dense", "20:tanh,10:sigmoid"]
 TINY = ["--train-images", "300", "--test-images", "100", "--epochs", "1", "--no-progress", "--threads", "1"]
-
-
-def run_cli(argv, capsys):
-    try:
-        code = main(argv)
-    except SystemExit as exc:  # argparse usage errors
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def assert_one_line_error(code, err, message):
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("cnnscope") and "Traceback" not in err
-    assert message in err, err
 
 
 @pytest.fixture(scope="module")

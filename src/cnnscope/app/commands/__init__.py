@@ -33,3 +33,40 @@ def add_out_option(parser: argparse.ArgumentParser, default: str) -> None:
 
 def out_path(value: str) -> Path:
     return Path(value).expanduser()
+
+
+# ---- model imports (import-keras, import-onnx) --------------------------------------------
+def add_import_options(parser: argparse.ArgumentParser, file_help: str) -> None:
+    """FILE, --out DIR and --force: the options every model import shares."""
+    parser.add_argument("file", metavar="FILE", help=file_help)
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="checkpoint folder to write (must be new or empty, unless --force)")
+    parser.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
+
+
+def import_folder(out_text: str, force: bool) -> Path:
+    """The checkpoint folder an import writes, checked before the import starts."""
+    from cnnscope.errors import UserError
+
+    out = Path(out_text).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a folder for the checkpoint")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"--out {out} already holds files; choose a new folder or pass --force")
+    return out
+
+
+def save_imported(model, out: Path, **config) -> None:
+    """Write an imported model's checkpoint; a folder this created is removed again if writing fails."""
+    import shutil
+
+    from cnnscope.errors import UserError
+    from cnnscope.nn.checkpoint import save_checkpoint
+
+    created = not out.exists()
+    try:
+        save_checkpoint(model, out, **config)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise UserError(f"cannot write the checkpoint to {out}: {exc.strerror or exc}") from None

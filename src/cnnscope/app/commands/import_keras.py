@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
-from cnnscope.app.commands import add_data_option
+from cnnscope.app.commands import add_data_option, add_import_options, import_folder, save_imported
 
 NAME = "import-keras"
 ORDER = 60
@@ -18,40 +15,26 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("file", metavar="FILE", help="Keras model file written by model.save('cnn.h5') or model.save('cnn.keras')")
-    parser.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write (must be new or empty, unless --force)")
+    add_import_options(parser, "Keras model file written by model.save('cnn.h5') or model.save('cnn.keras')")
     parser.add_argument("--normalize", default="none", metavar="MODE",
                         help="how images in [0, 1] were standardised before the Keras model saw them: none (default), "
                              "global (MNIST mean 0.1307, std 0.3081), per_image (each image to mean 0, std 1), "
                              "per-pixel (the articles' StandardScaler: every pixel's mean and std over all 70000 "
                              "MNIST images on the 0..255 scale, as their load_Mnist fitted it), "
                              "or MEAN,STD on the [0, 1] scale (pixels 0..255 fed raw: 0,0.00392156862745098)")
-    parser.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
     add_data_option(parser)
 
 
 def run(args) -> int:
     from cnnscope.app.parsing import parse_normalization
-    from cnnscope.errors import UserError
-    from cnnscope.nn.checkpoint import save_checkpoint
     from cnnscope.nn.keras_import import import_keras
 
     normalization = parse_normalization(args.normalize)
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the checkpoint")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise UserError(f"--out {out} already holds files; choose a new folder or pass --force")
+    out = import_folder(args.out, args.force)
     pixels = articles_pixel_statistics(args.data) if normalization.mode == "per_pixel" else None
     model, source = import_keras(args.file, normalization, pixels)  # everything is checked before anything is written
 
-    created = not out.exists()
-    try:
-        save_checkpoint(model, out, source={"kind": "keras", **source}, normalize=args.normalize)
-    except OSError as exc:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise UserError(f"cannot write the checkpoint to {out}: {exc.strerror or exc}") from None
+    save_imported(model, out, source={"kind": "keras", **source}, normalize=args.normalize)
     print(model.summary())
     print(f"imported {source['file']} ({source['format']}, Keras {source['keras_version']}) -> {out}")
     if normalization.mode == "none":

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
-import shutil
-from pathlib import Path
+
+from cnnscope.app.commands import add_import_options, import_folder, save_imported
 
 NAME = "import-onnx"
 ORDER = 61
@@ -18,41 +18,28 @@ DESCRIPTION = (
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("file", metavar="FILE", help="ONNX model file, for example written by torch.onnx.export")
-    parser.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write (must be new or empty, unless --force)")
+    add_import_options(parser, "ONNX model file, for example written by torch.onnx.export")
     parser.add_argument("--normalize", default="none", metavar="MODE",
                         help="how images in [0, 1] were standardised before the graph saw them: none (default; "
                              "also when the graph standardises them itself with Sub/Div), global (MNIST mean "
                              "0.1307, std 0.3081), per_image (each image to mean 0, std 1), or MEAN,STD on the "
                              "[0, 1] scale")
-    parser.add_argument("--force", action="store_true", help="write into --out even if it already holds files")
 
 
 def run(args) -> int:
     from cnnscope.app.parsing import parse_normalization
     from cnnscope.errors import UserError
-    from cnnscope.nn.checkpoint import save_checkpoint
     from cnnscope.nn.onnx_import import import_onnx
 
     normalization = parse_normalization(args.normalize)
-    out = Path(args.out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; give a folder for the checkpoint")
-    if out.is_dir() and any(out.iterdir()) and not args.force:
-        raise UserError(f"--out {out} already holds files; choose a new folder or pass --force")
+    out = import_folder(args.out, args.force)
     if importlib.util.find_spec("onnx") is None:
         raise UserError("import-onnx needs the onnx package: pip install 'cnnscope[onnx]'")
     model, source = import_onnx(args.file, normalization)  # everything is checked before anything is written
 
-    created = not out.exists()
     norm = model.spec.normalization
     normalize = f"{norm.mean},{norm.std}" if norm.mode == "global" else norm.mode
-    try:
-        save_checkpoint(model, out, source={"kind": "onnx", **source}, normalize=normalize)
-    except OSError as exc:
-        if created:
-            shutil.rmtree(out, ignore_errors=True)
-        raise UserError(f"cannot write the checkpoint to {out}: {exc.strerror or exc}") from None
+    save_imported(model, out, source={"kind": "onnx", **source}, normalize=normalize)
     print(model.summary())
     print(f"imported {source['file']} (ONNX opset {source['opset']}, {source['producer']}) -> {out}")
     if source["outputs"] == "probabilities":
