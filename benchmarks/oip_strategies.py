@@ -34,12 +34,12 @@ def main() -> int:
     from cnnscope.optvis.ascent import AscentSettings
     from cnnscope.optvis.gallery import gallery_summary
     from cnnscope.optvis.oip import (
-        CoarseToFine,
         add_dataset_max,
         find_oips,
         map_objectives,
         quality,
     )
+    from cnnscope.optvis.strategies import CoarseToFine
 
     torch.set_num_threads(args.threads)
     model, config = load_model(args.model)

@@ -11,7 +11,8 @@ import torch
 
 from cnnscope.nn.checkpoint import save_checkpoint
 from cnnscope.data.mnist import load_mnist, to_tensor
-from cnnscope.nn.model import CNN, default_spec
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import default_spec
 
 
 @pytest.fixture(scope="session", autouse=True)

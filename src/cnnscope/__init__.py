@@ -24,7 +24,8 @@ __version__ = "0.1.0"
 
 # module -> the public names it defines
 _MODULES = {
-    "cnnscope.nn.model": ("CNN", "ModelSpec", "Normalization", "default_spec", "activations", "map_batches",
+    "cnnscope.nn.spec": ("ModelSpec", "Normalization", "default_spec"),
+    "cnnscope.nn.model": ("CNN", "activations", "map_batches",
                           "per_pixel_statistics"),
     "cnnscope.nn.checkpoint": ("load_model", "load_checkpoint", "save_checkpoint"),
     "cnnscope.nn.keras_import": ("import_keras",),

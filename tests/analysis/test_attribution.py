@@ -9,7 +9,8 @@ import torch
 from cnnscope.analysis import attribution
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.nn.model import CNN, ModelSpec, Normalization
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import ModelSpec, Normalization
 
 
 @pytest.fixture(scope="module")

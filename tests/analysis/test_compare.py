@@ -9,7 +9,8 @@ import torch
 from cnnscope.analysis import compare as C
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.nn.model import CNN, ModelSpec, Normalization
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import ModelSpec, Normalization
 from helpers import permute_conv2d_3
 
 

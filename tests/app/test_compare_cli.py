@@ -67,7 +67,8 @@ def test_bad_input_is_one_line(small_model_dir, tmp_path, capsys):
     assert main(["compare", str(not_a_model), "--out", str(tmp_path / "o2")]) == 2
     assert "neither a checkpoint nor a sweep folder" in capsys.readouterr().err
     other = tmp_path / "other"
-    from cnnscope.nn.model import CNN, ModelSpec, Normalization
+    from cnnscope.nn.model import CNN
+    from cnnscope.nn.spec import ModelSpec, Normalization
 
     spec = ModelSpec.from_lists(conv=((8, (3, 3), "relu"), (8, (3, 3), "relu")), pools=((2, 2),),
                                 normalization=Normalization("global", 0.1307, 0.3081))

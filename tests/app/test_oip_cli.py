@@ -150,7 +150,8 @@ def test_gallery_strategy_one_and_convergence_report(small_model_dir, tmp_path, 
 
 def test_default_layer_is_the_deepest_conv_layer(tmp_path, capsys):
     from cnnscope.nn.checkpoint import save_checkpoint
-    from cnnscope.nn.model import CNN, ModelSpec
+    from cnnscope.nn.model import CNN
+    from cnnscope.nn.spec import ModelSpec
 
     spec = ModelSpec.from_lists(conv=((4, (3, 3), "relu"), (6, (3, 3), "tanh")), pools=((2, 2),),
                                 dense=((10, "softmax"),))

@@ -10,7 +10,8 @@ from cnnscope.data.images import DigitImage, dataset_images, to_batch
 from cnnscope.errors import UserError
 from cnnscope.figures import render
 from cnnscope.figures.activations import layer_figure, layer_figures
-from cnnscope.nn.model import CNN, ModelSpec, Normalization, activations
+from cnnscope.nn.model import CNN, activations
+from cnnscope.nn.spec import ModelSpec, Normalization
 
 
 def lit_model() -> CNN:

@@ -21,7 +21,8 @@ from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.nn.checkpoint import load_checkpoint
 from cnnscope.nn.keras_import import import_keras, read_keras_file
-from cnnscope.nn.model import CNN, Normalization
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import Normalization
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 

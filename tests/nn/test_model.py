@@ -4,7 +4,8 @@ import torch
 
 from cnnscope.errors import CheckpointError, UserError
 from cnnscope.nn.checkpoint import load_checkpoint, save_checkpoint
-from cnnscope.nn.model import CNN, ModelSpec, activations, default_spec
+from cnnscope.nn.model import CNN, activations
+from cnnscope.nn.spec import ModelSpec, default_spec
 
 
 def test_parameter_count_matches_the_articles_keras_summary():
@@ -181,7 +182,8 @@ def test_per_pixel_model_standardises_like_the_scaler_and_keeps_its_statistics(m
     from sklearn.preprocessing import StandardScaler
 
     from cnnscope.data.mnist import to_tensor
-    from cnnscope.nn.model import Normalization, per_pixel_statistics
+    from cnnscope.nn.model import per_pixel_statistics
+    from cnnscope.nn.spec import Normalization
 
     model = CNN(ModelSpec.from_lists(normalization=Normalization("per_pixel")))
     model.normalize.set_pixel_statistics(*per_pixel_statistics(mnist.train_x[:3000]))

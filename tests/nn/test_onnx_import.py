@@ -20,8 +20,9 @@ from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.nn import onnx_import
 from cnnscope.nn.checkpoint import load_checkpoint
-from cnnscope.nn.model import CNN, LayerSpec, ModelSpec, Normalization
+from cnnscope.nn.model import CNN
 from cnnscope.nn.onnx_import import MAX_TENSOR_ELEMENTS, import_onnx
+from cnnscope.nn.spec import LayerSpec, ModelSpec, Normalization
 
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402

@@ -10,7 +10,8 @@ from PIL import Image
 from cnnscope.errors import UserError
 from cnnscope.figures.oip import animation_frames
 from cnnscope.files import save_gif
-from cnnscope.nn.model import CNN, ModelSpec, Normalization
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import ModelSpec, Normalization
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentSettings, ascend, log_snapshot_steps, relative_change
 from cnnscope.optvis.callbacks import Callback, FrameCollector, ProgressBar

@@ -18,7 +18,6 @@ from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentSettings, ascend, log_snapshot_steps
 from cnnscope.optvis.gallery import gallery_summary, shift_similarity, start_similarity
 from cnnscope.optvis.oip import (
-    CoarseToFine,
     add_dataset_max,
     convergence,
     convergence_line,
@@ -32,6 +31,7 @@ from cnnscope.optvis.oip import (
     start_seed,
 )
 from cnnscope.optvis.starts import multiscale_noise, noise_components
+from cnnscope.optvis.strategies import CoarseToFine
 
 FEW = AscentSettings(steps=20)
 

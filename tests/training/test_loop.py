@@ -79,7 +79,8 @@ def test_shift_augmentation_moves_digits_without_cutting_them(mnist):
 def test_a_sigmoid_output_is_scored_as_keras_categorical_crossentropy():
     import torch.nn.functional as F
 
-    from cnnscope.nn.model import CNN, ModelSpec
+    from cnnscope.nn.model import CNN
+    from cnnscope.nn.spec import ModelSpec
     from cnnscope.training.loop import class_scores
 
     model = CNN(ModelSpec.from_lists(dense=[(10, "sigmoid")]))

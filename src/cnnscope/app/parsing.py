@@ -15,7 +15,7 @@ from cnnscope.analysis.attribution import METHODS
 from cnnscope.analysis.layers import viewable_layers
 from cnnscope.errors import UserError, check_choice
 from cnnscope.nn.keras_import import NORMALIZE_CHOICES
-from cnnscope.nn.model import Normalization, default_spec
+from cnnscope.nn.spec import Normalization, default_spec
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.objectives import Objective, channel, layer, weighted
 

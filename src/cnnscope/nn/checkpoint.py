@@ -19,7 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from cnnscope.errors import CheckpointError
 from cnnscope.files import atomic_path, write_json
-from cnnscope.nn.model import CNN, ModelSpec
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import ModelSpec
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"

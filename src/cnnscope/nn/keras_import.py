@@ -25,8 +25,8 @@ import numpy as np
 import torch
 
 from cnnscope.errors import UserError
-from cnnscope.nn.model import (
-    CNN,
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import (
     CONV_ACTIVATIONS,
     DENSE_ACTIVATIONS,
     LayerSpec,

@@ -1,4 +1,4 @@
-"""The seed CNN: a spec of named layers, built into a plain `nn.Module`.
+"""The seed CNN: the spec of `nn.spec` built into a plain `nn.Module`, and its batched forward pass.
 
 The network takes raw images in [0, 1] (shape N x C x H x W); its first module applies
 the input normalisation stored with the model. The last dense layer returns logits;
@@ -7,8 +7,7 @@ the input normalisation stored with the model. The last dense layer returns logi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 import numpy as np
@@ -17,17 +16,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnscope.errors import UserError, check_choice
+from cnnscope.nn.spec import (
+    DENSE_ACTIVATIONS,
+    LAYER_KINDS,
+    LayerSpec,
+    ModelSpec,
+    Normalization,
+    default_spec,
+)
 
-CONV_ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "linear")
-DENSE_ACTIVATIONS = ("relu", "sigmoid", "tanh", "softmax", "linear")
-LAYER_KINDS = ("conv", "pool", "flatten", "dense", "dropout")
-NORMALIZATIONS = ("none", "global", "per_image", "per_pixel")
-# the choices of the articles' build_cnn_simple (article III), plus linear (no activation)
-LAYOUT_CONV_ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "linear")
-LAYOUT_HIDDEN_ACTIVATIONS = ("relu", "sigmoid", "tanh", "linear")
-LAYOUT_OUTPUT_ACTIVATIONS = ("softmax", "sigmoid", "linear")
-DEFAULT_CONV = ((32, (3, 3), "relu"), (64, (3, 3), "relu"), (128, (3, 3), "relu"))
-DEFAULT_DENSE = ((100, "relu"), (10, "softmax"))
 T = TypeVar("T")
 
 
@@ -43,179 +40,6 @@ def apply_activation(name: str, x: torch.Tensor) -> torch.Tensor:
     if name in ("linear", "softmax"):  # softmax is applied by probabilities(); layers emit logits
         return x
     raise UserError(f"unknown activation {name!r}; allowed: {', '.join(DENSE_ACTIVATIONS + ('elu',))}")
-
-
-@dataclass(frozen=True)
-class LayerSpec:
-    """One named layer. `size` is filters (conv) or units (dense); `kernel` is conv/pool size."""
-
-    kind: str
-    name: str
-    size: int = 0
-    kernel: tuple[int, int] = (0, 0)
-    activation: str = "linear"
-    padding: str = "valid"
-    rate: float = 0.0  # dropout rate
-
-    def __post_init__(self):
-        check_choice("layer kind", self.kind, LAYER_KINDS)
-        object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
-        if self.kind == "conv":
-            check_choice(f"activation of {self.name}", self.activation, CONV_ACTIVATIONS)
-        if self.kind in ("conv", "pool"):
-            check_choice(f"padding of {self.name}", self.padding, ("valid", "same"))
-        if self.kind == "dense":
-            check_choice(f"activation of {self.name}", self.activation, DENSE_ACTIVATIONS)
-
-
-@dataclass(frozen=True)
-class Normalization:
-    """How raw [0, 1] images are standardised inside the model.
-
-    `global`: (x - mean) / std with the training split's mean and std;
-    `per_image`: each image to mean 0, std 1 (TensorFlow's per_image_standardization);
-    `per_pixel`: every pixel by its own mean and std over the training split (scikit-learn's
-    StandardScaler, as the articles did); the 784 means and stds are tensors of the model
-    (buffers of its `Normalize` module, saved in model.safetensors), not part of this spec;
-    `none`: unchanged.
-    """
-
-    mode: str = "global"
-    mean: float = 0.0
-    std: float = 1.0
-
-    def __post_init__(self):
-        check_choice("normalisation", self.mode, NORMALIZATIONS)
-        if self.mode == "global" and not self.std > 0:
-            raise UserError(f"normalisation std must be > 0, got {self.std}")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    layers: tuple[LayerSpec, ...]
-    in_channels: int = 1
-    image_size: int = 28
-    normalization: Normalization = field(default_factory=Normalization)
-
-    @classmethod
-    def from_lists(
-        cls,
-        conv: Sequence[tuple[int, tuple[int, int] | int, str]] | None = None,
-        pools: Sequence[tuple[int, int] | int] | None = None,
-        dense: Sequence[tuple[int, str]] | None = None,
-        normalization: Normalization | None = None,
-        image_size: int = 28,
-    ) -> ModelSpec:
-        """The articles' way (article III's `li_Conv`, `li_Pool`, `li_MLP`): conv layers, pools
-        between them, dense layers after a Flatten.
-
-        Args:
-            conv: (filters, kernel, activation) per conv layer; kernel an int or (h, w);
-                activations relu, sigmoid, elu, tanh (or linear). None: the articles' three layers.
-            pools: pool sizes (int or (h, w)); the i-th pool follows the i-th conv layer, so a
-                list shorter than convs - 1 leaves the last conv layers without pools.
-                None: a 2x2 pool after every conv layer but the last (the articles' rule).
-            dense: (units, activation) per dense layer; hidden layers relu, sigmoid, tanh,
-                the last one softmax or sigmoid (or linear). None: 100 relu, 10 softmax.
-            normalization: the input standardisation (default: global).
-            image_size: the input's height and width, for the size checks.
-
-        Returns:
-            The spec, with layers named Conv2D_n, Max_Pool_n, Flatten, Dense_n; a UserError
-            naming the problem if the layout does not fit the input.
-        """
-        conv = DEFAULT_CONV if conv is None else conv
-        dense = DEFAULT_DENSE if dense is None else dense
-        pools = (((2, 2),) * max(len(conv) - 1, 0)) if pools is None else pools
-        if not conv:
-            raise UserError("the layout needs at least one conv layer", "conv")
-        if not dense:
-            raise UserError("the layout needs at least one dense layer (the class outputs)", "dense")
-        if len(pools) > len(conv) - 1:
-            raise UserError(f"{len(pools)} pools for {len(conv)} conv layers: at most {len(conv) - 1} "
-                            "(a pool follows each conv layer but the last)", "pools")
-        layers = _conv_layers(conv, pools, image_size)
-        layers.append(LayerSpec("flatten", "Flatten"))
-        for i, entry in enumerate(dense):
-            units, act = entry
-            name = f"Dense_{i + 1}"
-            _check_count(units, name, "unit", "dense")
-            choices = LAYOUT_OUTPUT_ACTIVATIONS if i == len(dense) - 1 else LAYOUT_HIDDEN_ACTIVATIONS
-            where = "output layer" if i == len(dense) - 1 else "hidden layer"
-            _check_activation(act, f"{name} ({where})", choices, "dense")
-            layers.append(LayerSpec("dense", name, int(units), activation=act))
-        return cls(tuple(layers), image_size=image_size, normalization=normalization or Normalization())
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> ModelSpec:
-        try:
-            layers = tuple(LayerSpec(**{**layer, "kernel": tuple(layer.get("kernel", (0, 0)))}) for layer in data["layers"])
-            return cls(
-                layers=layers,
-                in_channels=int(data.get("in_channels", 1)),
-                image_size=int(data.get("image_size", 28)),
-                normalization=Normalization(**data.get("normalization", {})),
-            )
-        except (KeyError, TypeError) as exc:
-            raise UserError(f"model spec is malformed: {exc}") from None
-
-    @property
-    def layer_names(self) -> list[str]:
-        return [layer.name for layer in self.layers]
-
-
-def _pair(value, what: str, parameter: str) -> tuple[int, int]:
-    pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
-        raise UserError(f"{what} must be a whole number or two (height, width), got {value!r}", parameter)
-    if min(pair) < 1:
-        raise UserError(f"{what} must be at least 1, got {value!r}", parameter)
-    return int(pair[0]), int(pair[1])
-
-
-def _check_count(value, name: str, noun: str, parameter: str) -> None:
-    """`value` (filters or units of layer `name`) must be a whole number >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise UserError(f"{noun}s of {name} must be a whole number, got {value!r}", parameter)
-    if value < 1:
-        raise UserError(f"{name} needs at least 1 {noun}, got {value}", parameter)
-
-
-def _check_activation(name, where: str, choices: tuple[str, ...], parameter: str) -> None:
-    if name not in choices:
-        raise UserError(f"unknown activation {name!r} for {where}; allowed: {', '.join(choices)}", parameter)
-
-
-def _conv_layers(conv, pools, image_size: int) -> list[LayerSpec]:
-    """The conv and pool layers of a layout, checked against the map size they meet."""
-    layers: list[LayerSpec] = []
-    height = width = image_size
-    for i, entry in enumerate(conv):
-        filters, kernel, act = entry
-        name = f"Conv2D_{i + 1}"
-        _check_count(filters, name, "filter", "conv")
-        kh, kw = _pair(kernel, f"kernel of {name}", "conv")
-        _check_activation(act, name, LAYOUT_CONV_ACTIVATIONS, "conv")
-        if kh > height or kw > width:
-            raise UserError(f"the {kh}x{kw} kernel of {name} is larger than its {height}x{width} input", "conv")
-        height, width = height - kh + 1, width - kw + 1
-        layers.append(LayerSpec("conv", name, int(filters), (kh, kw), act))
-        if i < len(pools):
-            ph, pw = _pair(pools[i], f"pool {i + 1}", "pools")
-            if ph > height or pw > width:
-                raise UserError(f"Max_Pool_{i + 1} ({ph}x{pw}) on the {height}x{width} map of {name} "
-                                "leaves no pixels", "pools")
-            height, width = height // ph, width // pw
-            layers.append(LayerSpec("pool", f"Max_Pool_{i + 1}", kernel=(ph, pw)))
-    return layers
-
-
-def default_spec(mean: float = 0.1307, std: float = 0.3081) -> ModelSpec:
-    """The articles' network with global standardisation by the given mean and std."""
-    return ModelSpec.from_lists(normalization=Normalization("global", mean, std))
 
 
 class Normalize(nn.Module):

@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 from cnnscope.errors import UserError
-from cnnscope.nn.model import CNN, DENSE_ACTIVATIONS, LayerSpec, ModelSpec, Normalization
+from cnnscope.nn.model import CNN
+from cnnscope.nn.spec import DENSE_ACTIVATIONS, LayerSpec, ModelSpec, Normalization
 
 SUPPORTED_OPERATORS = ("Conv", "Relu", "Sigmoid", "Tanh", "Elu", "MaxPool", "Flatten", "Reshape",
                        "Gemm", "MatMul", "Add", "Softmax", "Dropout", "Sub", "Div", "Constant")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from cnnscope.errors import UserError, check_choice, check_positive, check_whole
-from cnnscope.nn.model import ModelSpec, Normalization
+from cnnscope.nn.spec import ModelSpec, Normalization
 
 OPTIMIZERS = ("adam", "rmsprop", "nadam", "adamax", "sgd")
 SCHEDULES = ("onecycle", "power", "exponential", "none")

@@ -21,7 +21,8 @@ import torch
 from cnnscope.data.mnist import Mnist
 from cnnscope.errors import CheckpointError, UserError
 from cnnscope.nn import checkpoint
-from cnnscope.nn.model import CNN, Normalization, per_pixel_statistics
+from cnnscope.nn.model import CNN, per_pixel_statistics
+from cnnscope.nn.spec import Normalization
 from cnnscope.training.optimizers import make_optimizer
 from cnnscope.training.settings import TrainSettings, settings_from_dict
 

@@ -145,7 +145,7 @@ def settings_from(args):
 def strategy_from(args):
     """--strategy and --stages as a strategy object of the OIP engine."""
     from cnnscope.app.parsing import parse_numbers
-    from cnnscope.optvis.oip import CoarseToFine, Superposition
+    from cnnscope.optvis.strategies import CoarseToFine, Superposition
 
     if args.strategy == "superposition":
         return Superposition()

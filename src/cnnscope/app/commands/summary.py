@@ -17,7 +17,8 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     from cnnscope.nn.checkpoint import load_model
-    from cnnscope.nn.model import CNN, default_spec
+    from cnnscope.nn.model import CNN
+    from cnnscope.nn.spec import default_spec
 
     if args.untrained:
         print(CNN(default_spec()).summary())
