@@ -6,6 +6,7 @@ from cnnscope.errors import CheckpointError, UserError
 from cnnscope.nn.checkpoint import load_checkpoint, save_checkpoint
 from cnnscope.nn.model import CNN, activations
 from cnnscope.nn.spec import ModelSpec, default_spec
+from helpers import Recorder
 
 
 def test_parameter_count_matches_the_articles_keras_summary():
@@ -199,3 +200,50 @@ def test_per_pixel_model_standardises_like_the_scaler_and_keeps_its_statistics(m
     assert "normalisation: per_pixel (a mean and std for each of the 784 pixels" in loaded.summary()
     with pytest.raises(UserError, match="must have the input's shape"):
         model.normalize.set_pixel_statistics(torch.zeros(28, 28), torch.ones(28, 28))
+
+
+def _hooked_and_frozen(model):
+    """The two user models issue 14/15 name: a forward hook holding a non-leaf tensor (which
+    `copy.deepcopy` refuses) and parameters with requires_grad=False."""
+    recorder = Recorder()
+    model.body.Conv2D_2.register_forward_hook(recorder)
+    model.requires_grad_(False)
+    return recorder.calls
+
+
+
+def test_inference_copy_leaves_hooks_and_user_state_behind(small_model, mnist):
+    import copy
+
+    from cnnscope.data.mnist import to_tensor
+    from cnnscope.nn.model import inference_copy
+
+    small_model.train()
+    calls = _hooked_and_frozen(small_model)
+    with pytest.raises(RuntimeError):
+        copy.deepcopy(small_model)  # what the ascent used to do
+    fast = inference_copy(small_model, channels_last=True)
+    x = to_tensor(mnist.test_x[:8])
+    small_model.eval()
+    expected = small_model(x)
+    assert len(calls) == 1
+    got = fast(x)
+    assert len(calls) == 1  # the copy runs without the user's hook
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert not fast.training and fast.body.Conv2D_2.weight.is_contiguous(memory_format=torch.channels_last)
+    assert small_model.body.Conv2D_2.weight.is_contiguous()  # the original keeps its layout
+    assert fast.body.Conv2D_2.weight.data_ptr() != small_model.body.Conv2D_2.weight.data_ptr()
+    assert fast.body.Dense_1.weight.data_ptr() == small_model.body.Dense_1.weight.data_ptr()  # shared values
+    assert len(small_model.body.Conv2D_2._forward_hooks) == 1
+
+
+def test_inference_copy_keeps_tied_parameters_and_shared_modules_shared():
+    from cnnscope.nn.model import inference_copy
+
+    shared = torch.nn.Linear(4, 4)
+    net = torch.nn.Sequential(shared, torch.nn.ReLU(), shared)
+    fast = inference_copy(net)
+    assert fast[0] is fast[2] and fast[0] is not shared
+    x = torch.randn(3, 4)
+    torch.testing.assert_close(fast(x), net(x))
+    assert not fast[0].weight.requires_grad and shared.weight.requires_grad

@@ -268,3 +268,18 @@ def test_shift_similarity_and_galleries(small_model):
             assert -1 <= value <= 1
     with pytest.raises(UserError, match="at least 2 starts"):
         start_similarity(find_oips(small_model, map_objectives(small_model, "Conv2D_3", [1]), FEW))
+
+
+def test_find_oips_works_on_hooked_and_frozen_models_and_changes_neither(small_model):
+    from helpers import Recorder
+
+    recorder = Recorder()
+    settings = AscentSettings(steps=20)
+    plain = find_oips(small_model, map_objectives(small_model, "Conv2D_2", [0, 5]), settings)
+    small_model.body.Conv2D_2.register_forward_hook(recorder)
+    small_model.requires_grad_(False)
+    small_model.train()
+    hooked = find_oips(small_model, map_objectives(small_model, "Conv2D_2", [0, 5]), settings)
+    assert torch.equal(hooked.images, plain.images)
+    assert recorder.calls == [] and small_model.training
+    assert not any(p.requires_grad for p in small_model.parameters())
