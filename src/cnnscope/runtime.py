@@ -4,6 +4,7 @@ number of CPU threads."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 
@@ -29,17 +30,38 @@ def device_of(model: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def default_threads() -> int:
-    """CPU threads for the long commands: 1 on machines with 2 cores or fewer, else torch's default.
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity mask; all cores where there is none)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
-    On the shared 2-core development machine one thread trained 2-5x faster than two
-    (benchmarks/train_speed.py): two threads must run at the same moment to finish a step,
-    which rarely happens when other processes want the cores too. The count is fixed per
-    machine (not chosen by load), because results are bitwise reproducible only for the
-    same thread count.
+
+def free_cores(cores: int | None = None, load: float | None = None) -> int:
+    """Usable cores that other processes are not keeping busy: `cores` minus the 1-minute load
+    average, rounded, at least 1 (the load average counts the processes running or waiting to
+    run; cnnscope asks before its own work starts)."""
+    cores = usable_cores() if cores is None else cores
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # no load average on this platform
+            load = 0.0
+    return max(1, min(cores, round(cores - load)))
+
+
+@functools.cache
+def default_threads() -> int:
+    """CPU threads for the long commands: the cores free when the first one asks (`free_cores`).
+
+    Two threads that must meet at every step lose when another process holds one of the two
+    cores (2-5x slower on the shared 2-core development machine: the README's thread table),
+    and one thread leaves an idle second core unused (1.35x slower); so the count follows the
+    load, and `--threads N` fixes it. Results are bitwise reproducible for the same thread count:
+    training records the count it used in config.json. Chosen once per process, so a report's
+    later sections are not slowed by the load of its own earlier ones.
     """
-    cores = os.cpu_count() or 1
-    return 1 if cores <= 2 else torch.get_num_threads()
+    return free_cores()
 
 
 @contextlib.contextmanager

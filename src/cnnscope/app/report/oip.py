@@ -25,7 +25,7 @@ from cnnscope.runtime import default_threads, using_threads
 def report_section(ctx) -> Section:
     """The OIP part of `cnnscope demo`: Conv2D_3 and Conv2D_2 zoos, the ten logits, one
     evolution strip and the quality figures (articles' defaults vs precursor)."""
-    with using_threads(default_threads()):  # the CLI's thread policy: 1 thread on machines with <= 2 cores
+    with using_threads(default_threads()):  # the CLI's thread policy: the cores free at the start
         quick = bool(ctx.quick)
         settings = AscentSettings(steps=40 if quick else 600)
         test_x, _ = ctx.mnist.images("test")

@@ -1,0 +1,101 @@
+"""The thread policy, measured: one thread against two, on a quiet machine and with a competitor.
+
+For each condition (none, then one competing process that keeps one core busy with a
+single-threaded matrix multiply) and each thread count (1, 2), a fresh worker process runs
+the same work -- an OIP batch of Conv2D_3 maps (the articles' rule) and training steps of the
+default recipe -- and reports its wall time. The conditions alternate over the rounds; medians
+are printed with the load average the policy (`cnnscope.runtime.default_threads`) saw and the
+count it picked, so the table shows what the policy costs or gains in each condition.
+
+    .venv/bin/python benchmarks/threads.py [--rounds 3] [--maps 32] [--steps 150]
+
+The 1-minute load average lags: the script lets the competitor run `--settle` seconds before
+measuring. Quote the load average of the machine as a whole when the figures are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+WORKER = r"""
+import json, sys, time
+import cnnscope
+import torch
+from cnnscope.runtime import default_threads, free_cores
+threads, maps, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+picked = default_threads()
+torch.set_num_threads(threads)
+model, _ = cnnscope.load_model()
+from cnnscope.optvis.ascent import AscentSettings
+started = time.perf_counter()
+cnnscope.find_oips(model, cnnscope.map_objectives(model, "Conv2D_3", list(range(maps))), AscentSettings(steps=steps))
+oip = time.perf_counter() - started
+from cnnscope.training.settings import recipe_settings
+net = cnnscope.CNN()
+opt = torch.optim.Adam(net.parameters(), 1e-3)
+x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
+started = time.perf_counter()
+for _ in range(30):
+    opt.zero_grad()
+    torch.nn.functional.cross_entropy(net(x), y).backward()
+    opt.step()
+train = time.perf_counter() - started
+print(json.dumps({"oip": oip, "train": train, "picked": picked, "load": __import__("os").getloadavg()[0]}))
+"""
+
+COMPETITOR = r"""
+import torch
+torch.set_num_threads(1)
+a = torch.rand(512, 512)
+while True:
+    a = (a @ a).clamp_(-1, 1)
+"""
+
+
+def measure(threads: int, maps: int, steps: int) -> dict:
+    out = subprocess.run([sys.executable, "-c", WORKER, str(threads), str(maps), str(steps)],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--maps", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds the competitor runs before measuring")
+    args = parser.parse_args()
+    rows: dict[tuple[str, int], list[dict]] = {}
+    for condition in ("quiet", "one competitor"):
+        competitor = None
+        if condition != "quiet":
+            competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR])
+            time.sleep(args.settle)
+        try:
+            for _ in range(args.rounds):
+                for threads in (1, 2):
+                    rows.setdefault((condition, threads), []).append(measure(threads, args.maps, args.steps))
+        finally:
+            if competitor is not None:
+                competitor.kill()
+                competitor.wait()
+    print(f"cores usable: {len(os.sched_getaffinity(0))}; work: OIPs of {args.maps} Conv2D_3 maps x {args.steps} "
+          f"steps, and 30 training steps of batch 128; medians of {args.rounds} rounds")
+    print(f"{'condition':16} {'threads':>7} {'OIP s':>7} {'train s':>8} {'load':>5} {'policy picks':>12}")
+    for condition in ("quiet", "one competitor"):
+        for threads in (1, 2):
+            runs = rows[(condition, threads)]
+            med = {key: statistics.median(run[key] for run in runs) for key in ("oip", "train", "load")}
+            picks = sorted({run["picked"] for run in runs})
+            print(f"{condition:16} {threads:>7} {med['oip']:7.2f} {med['train']:8.2f} {med['load']:5.2f} "
+                  f"{','.join(map(str, picks)):>12}")
+
+
+if __name__ == "__main__":
+    main()
