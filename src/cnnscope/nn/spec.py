@@ -1,12 +1,31 @@
 """The network's spec: named layers (the articles' list form), the input normalisation, and the
-checks that a layout fits its input before anything is built."""
+checks that a layout fits its input before anything is built.
+
+Every spec is bounded when it is made (`ModelSpec.__post_init__`), whatever its source (a
+layout, a checkpoint's config.json, a Keras or ONNX import): whole-number sizes within the
+limits below, finite normalisation constants, and a parameter count and largest layer output
+computed from the spec alone, so a hostile spec is refused before any tensor is allocated.
+"""
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from cnnscope.errors import UserError, check_choice
+
+# the stated limits of a spec (README "What is refused")
+MAX_LAYERS = 64
+MAX_IMAGE_SIZE = 1024  # input height and width
+MAX_IN_CHANNELS = 4  # gray, RGB, RGBA
+MAX_FILTERS = 4096  # per conv layer
+MAX_UNITS = 65536  # per dense layer
+MAX_KERNEL = 64  # conv kernel and pool height or width
+MAX_PARAMETERS = 50_000_000  # weights and biases of the whole network (200 MB as float32)
+MAX_LAYER_VALUES = 16_777_216  # values of one image's largest layer output (64 MB as float32)
+MAX_NAME_LENGTH = 100
 
 CONV_ACTIVATIONS = ("relu", "sigmoid", "elu", "tanh", "linear")
 
@@ -50,7 +69,22 @@ class LayerSpec:
 
     def __post_init__(self):
         check_choice("layer kind", self.kind, LAYER_KINDS)
-        object.__setattr__(self, "kernel", tuple(int(k) for k in self.kernel))
+        if not isinstance(self.name, str) or not 0 < len(self.name) <= MAX_NAME_LENGTH or "." in self.name:
+            raise UserError(f"layer name must be 1 to {MAX_NAME_LENGTH} characters without '.', got {self.name!r}",
+                            "layers")
+        if not isinstance(self.kernel, Sequence) or len(self.kernel) != 2:
+            raise UserError(f"kernel of {self.name} must be two whole numbers, got {self.kernel!r}", "layers")
+        object.__setattr__(self, "kernel", tuple(_bounded(k, f"kernel of {self.name}", 0, MAX_KERNEL)
+                                                 for k in self.kernel))
+        _bounded(self.size, f"size of {self.name}", 0, MAX_UNITS)
+        if self.kind in ("conv", "dense"):
+            limit, noun = (MAX_FILTERS, "filters") if self.kind == "conv" else (MAX_UNITS, "units")
+            _bounded(self.size, f"{noun} of {self.name}", 1, limit)
+        if self.kind in ("conv", "pool"):
+            for k in self.kernel:
+                _bounded(k, f"kernel of {self.name}", 1, MAX_KERNEL)
+        if self.kind == "dropout" and not (_is_number(self.rate) and 0 <= self.rate < 1):
+            raise UserError(f"dropout rate of {self.name} must be a number in [0, 1), got {self.rate!r}", "layers")
         if self.kind == "conv":
             check_choice(f"activation of {self.name}", self.activation, CONV_ACTIVATIONS)
         if self.kind in ("conv", "pool"):
@@ -77,6 +111,10 @@ class Normalization:
 
     def __post_init__(self):
         check_choice("normalisation", self.mode, NORMALIZATIONS)
+        for name in ("mean", "std"):
+            if not _is_number(getattr(self, name)) or not math.isfinite(getattr(self, name)):
+                raise UserError(f"normalisation {name} must be a finite number, got {getattr(self, name)!r}",
+                                "normalize")
         if self.mode == "global" and not self.std > 0:
             raise UserError(f"normalisation std must be > 0, got {self.std}")
 
@@ -87,6 +125,23 @@ class ModelSpec:
     in_channels: int = 1
     image_size: int = 28
     normalization: Normalization = field(default_factory=Normalization)
+
+    def __post_init__(self):
+        if not isinstance(self.layers, tuple) or not all(isinstance(layer, LayerSpec) for layer in self.layers):
+            raise UserError("the spec's layers must be a tuple of LayerSpec", "layers")
+        if not 1 <= len(self.layers) <= MAX_LAYERS:
+            raise UserError(f"a network has 1 to {MAX_LAYERS} layers, got {len(self.layers)}", "layers")
+        _bounded(self.in_channels, "input channels", 1, MAX_IN_CHANNELS)
+        _bounded(self.image_size, "image size", 1, MAX_IMAGE_SIZE)
+        if not isinstance(self.normalization, Normalization):
+            raise UserError("the spec's normalisation must be a Normalization", "normalize")
+        parameters, largest = spec_size(self)
+        if parameters > MAX_PARAMETERS:
+            raise UserError(f"the network would have {parameters:,} parameters; the limit is {MAX_PARAMETERS:,}",
+                            "layers")
+        if largest > MAX_LAYER_VALUES:
+            raise UserError(f"a layer of the network would output {largest:,} values per image; the limit is "
+                            f"{MAX_LAYER_VALUES:,}", "layers")
 
     @classmethod
     def from_lists(
@@ -142,20 +197,68 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> ModelSpec:
-        try:
-            layers = tuple(LayerSpec(**{**layer, "kernel": tuple(layer.get("kernel", (0, 0)))}) for layer in data["layers"])
-            return cls(
-                layers=layers,
-                in_channels=int(data.get("in_channels", 1)),
-                image_size=int(data.get("image_size", 28)),
-                normalization=Normalization(**data.get("normalization", {})),
-            )
-        except (KeyError, TypeError) as exc:
-            raise UserError(f"model spec is malformed: {exc}") from None
+        """The spec of `to_dict`'s dict (a checkpoint's `spec`): every field's type and bound is
+        checked (the schema of `nn.checkpoint_schema`) before anything is built; a UserError
+        naming the first problem."""
+        from cnnscope.nn.checkpoint_schema import checked_spec_dict
+
+        data = checked_spec_dict(data)
+        layers = tuple(LayerSpec(**{**layer, "kernel": tuple(layer["kernel"])}) for layer in data["layers"])
+        return cls(layers=layers, in_channels=data["in_channels"], image_size=data["image_size"],
+                   normalization=Normalization(**data["normalization"]))
 
     @property
     def layer_names(self) -> list[str]:
         return [layer.name for layer in self.layers]
+
+
+def spec_size(spec: ModelSpec) -> tuple[int, int]:
+    """(parameter count, values of the largest layer output per image) of `spec`, computed from
+    the spec alone (nothing is allocated); a UserError if the layers do not fit together."""
+    channels, height, width = spec.in_channels, spec.image_size, spec.image_size
+    parameters, largest, features = 0, channels * height * width, None
+    names: set[str] = set()
+    for layer in spec.layers:
+        if layer.name in names or layer.name == "normalize":
+            raise UserError(f"duplicate layer name {layer.name!r}", "layers")
+        names.add(layer.name)
+        if layer.kind == "conv":
+            if features is not None:
+                raise UserError(f"conv layer {layer.name!r} after Flatten is not supported", "layers")
+            parameters += layer.size * (channels * layer.kernel[0] * layer.kernel[1] + 1)
+            channels = layer.size
+            if layer.padding == "valid":
+                height, width = height - layer.kernel[0] + 1, width - layer.kernel[1] + 1
+        elif layer.kind == "pool":
+            if features is not None:
+                raise UserError(f"pool layer {layer.name!r} after Flatten is not supported", "layers")
+            if layer.padding == "same":
+                height, width = -(-height // layer.kernel[0]), -(-width // layer.kernel[1])
+            else:
+                height, width = height // layer.kernel[0], width // layer.kernel[1]
+        elif layer.kind == "flatten":
+            features = channels * height * width
+        elif layer.kind == "dense":
+            if features is None:
+                raise UserError(f"dense layer {layer.name!r} needs a Flatten layer before it", "layers")
+            parameters += layer.size * (features + 1)
+            features = layer.size
+        if min(height, width) < 1:
+            raise UserError(f"layer {layer.name!r} leaves no pixels for {spec.image_size}x{spec.image_size} input",
+                            "layers")
+        largest = max(largest, features if features is not None else channels * height * width)
+    return parameters, largest
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _bounded(value, what: str, low: int, high: int) -> int:
+    """`value` if it is a whole number (not a bool) in [low, high], else a UserError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not low <= value <= high:
+        raise UserError(f"{what} must be a whole number from {low} to {high:,}, got {value!r}", "layers")
+    return int(value)
 
 
 def _pair(value, what: str, parameter: str) -> tuple[int, int]:

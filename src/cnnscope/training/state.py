@@ -242,6 +242,10 @@ def save_train_state(state: TrainState, directory: str | os.PathLike) -> Path:
 def load_train_state(directory: str | os.PathLike, device: torch.device | str = "cpu") -> TrainState:
     """Rebuild the training state saved in the checkpoint folder `directory` (to resume it).
 
+    The state's JSON is checked against its schema (`training.state_schema`) and its tensors'
+    names, shapes and dtypes against the network its settings describe before any tensor is
+    read; every value must be finite.
+
     Args:
         directory: the folder of the interrupted run.
         device: where the model and the optimizer tensors go.
@@ -249,25 +253,53 @@ def load_train_state(directory: str | os.PathLike, device: torch.device | str = 
     Returns:
         The state after the last finished epoch; a CheckpointError if it is missing or corrupt.
     """
-    tensors, meta = checkpoint.read_train_state(directory)
+    from cnnscope.training.state_schema import checked_meta
+
+    header, meta = checkpoint.read_train_state_header(directory)
     where = str(Path(directory) / checkpoint.TRAIN_STATE)
     try:
+        meta = checked_meta(meta)
         settings = settings_from_dict(meta["settings"])
-    except (KeyError, TypeError, UserError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"training state {where} is corrupt: {first}") from None
-    model, ema = _saved_models(tensors, meta, settings, device, where)
+        mean_std = float(meta["data"]["mean"]), float(meta["data"]["std"])
+        model = new_model(settings, *mean_std)
+    except (TypeError, ValueError, UserError) as exc:
+        raise CheckpointError(f"training state {where} is corrupt: {_first_line(exc)}") from None
+    tensors = checkpoint.read_train_state(directory, _expected_tensors(header, model, settings, where))
+    model, ema = _saved_models(tensors, model, settings, mean_std, device, where)
     optimizer = _saved_optimizer(tensors, meta, model, settings, device, where)
     history = [EpochRecord(**record) for record in meta["history"]]
-    return TrainState(settings, model, optimizer, ema, int(meta["epoch"]), int(meta["step"]), history,
-                      float(meta.get("train_seconds", 0.0)), dict(meta.get("data", {})))
+    return TrainState(settings, model, optimizer, ema, meta["epoch"], meta["step"], history,
+                      float(meta["train_seconds"]), dict(meta["data"]))
 
 
-def _saved_models(tensors: dict[str, torch.Tensor], meta: dict, settings: TrainSettings, device,
-                  where: str) -> tuple[CNN, CNN | None]:
-    data = meta.get("data", {})
-    mean_std = float(data["mean"]), float(data["std"])
-    model = new_model(settings, *mean_std)
+def state_dict_shapes(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor of `model`'s state dict."""
+    return {name: tuple(value.shape) for name, value in model.state_dict().items()}
+
+
+def _expected_tensors(header: dict, model: CNN, settings: TrainSettings, where: str) -> dict[str, tuple[int, ...]]:
+    """The tensors a state of `model` holds: its weights (and the EMA copy's), and per parameter
+    the optimizer's tensors (a step count or the parameter's shape); the header's optimizer
+    names must be of that form."""
+    weights = state_dict_shapes(model)
+    expected = {f"model.{name}": shape for name, shape in weights.items()}
+    if settings.ema:
+        expected.update({f"ema.{name}": shape for name, shape in weights.items()})
+    parameters = [tuple(p.shape) for p in model.parameters()]
+    for name, (_, shape) in header.items():
+        if not name.startswith("optim."):
+            continue
+        parts = name.split(".")
+        if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(parameters) or \
+                shape not in ((), parameters[int(parts[1])]):
+            raise CheckpointError(f"training state {where} is corrupt: unexpected optimizer tensor {name} "
+                                  f"of shape {list(shape)}")
+        expected[name] = shape
+    return expected
+
+
+def _saved_models(tensors: dict[str, torch.Tensor], model: CNN, settings: TrainSettings,
+                  mean_std: tuple[float, float], device, where: str) -> tuple[CNN, CNN | None]:
     _load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, where)
     model = _prepare(model, settings, device)
     ema = None
@@ -286,10 +318,14 @@ def _saved_optimizer(tensors: dict[str, torch.Tensor], meta: dict, model: CNN, s
         if key.startswith("optim."):
             _, pid, name = key.split(".", 2)
             optim_state.setdefault(int(pid), {})[name] = value.to(device)
-    for pid, values in meta.get("optim_scalars", {}).items():
+    for pid, values in meta["optim_scalars"].items():
         optim_state.setdefault(int(pid), {}).update(values)
     try:
         optimizer.load_state_dict({"state": optim_state, "param_groups": meta["param_groups"]})
-    except (ValueError, KeyError, RuntimeError) as exc:
-        raise CheckpointError(f"optimizer state in {where} does not match: {exc}") from None
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"optimizer state in {where} does not match: {_first_line(exc)}") from None
     return optimizer
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

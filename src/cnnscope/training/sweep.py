@@ -227,7 +227,8 @@ def train_run(settings: TrainSettings, folder: str, data: str | None, resume: bo
                 log_file.write(line + "\n")
                 log_file.flush()
 
-            run_training(None if resume else settings, folder, data=data, resume=resume, progress=False, log=log)
+            run_training(None if resume else settings, folder, data=data, resume=resume, progress=False, log=log,
+                         force=not resume)  # the sweep checked the folder's settings
     except Exception as exc:  # every error becomes the run's one line; the others go on
         return _first_line(exc)
     return ""

@@ -86,8 +86,11 @@ def add_arguments(parser) -> None:
                              "per-image, none")
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in the output folder")
     parser.add_argument("--reset", action="store_true", help="restart from the initial weights saved in the output folder")
+    parser.add_argument("--force", action="store_true",
+                        help="start a new run in a folder that holds one (its files are kept until the new run has "
+                             "saved its first epoch)")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: 1 on machines with <= 2 cores, else torch's default)")
+                        help="CPU threads (default: the cores not busy with other work when the command starts)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (epoch lines only)")
     add_data_option(parser)
     add_device_option(parser)
@@ -136,6 +139,7 @@ def layout_from_args(args) -> dict:
 
 def run(args) -> int:
     from cnnscope.errors import UserError
+    from cnnscope.files import check_output_folder
     from cnnscope.nn.checkpoint import default_model_dir
     from cnnscope.runtime import pick_device
     from cnnscope.training.runs import run_training
@@ -145,6 +149,7 @@ def run(args) -> int:
     settings, changes = settings_from_args(args)
     if args.data is not None and not Path(args.data).expanduser().exists():
         raise UserError(f"data path {args.data} does not exist (expected mnist.npz or a folder of IDX files)")
+    check_output_folder(out)  # a full disk or a read-only folder fails now, not after the first epoch
     if args.resume:
         ignored = sorted(set(changes) - {"epochs", *LAYOUT_OPTIONS})
         if ignored or args.recipe != "default":
@@ -153,7 +158,7 @@ def run(args) -> int:
         state = run_training(settings, out, data=args.data, resume=True, reset=args.reset, epochs=changes.get("epochs"),
                              device=device, progress=not args.no_progress, callbacks=[CurvesWriter(out)])
     else:
-        state = run_training(settings, out, data=args.data, reset=args.reset, device=device,
+        state = run_training(settings, out, data=args.data, reset=args.reset, device=device, force=args.force,
                              progress=not args.no_progress, callbacks=[CurvesWriter(out)])
     if state.history:
         last = state.history[-1]
