@@ -136,12 +136,12 @@ class ModelSpec:
         if not isinstance(self.normalization, Normalization):
             raise UserError("the spec's normalisation must be a Normalization", "normalize")
         parameters, largest = spec_size(self)
-        if parameters > MAX_PARAMETERS:
-            raise UserError(f"the network would have {parameters:,} parameters; the limit is {MAX_PARAMETERS:,}",
-                            "layers")
         if largest > MAX_LAYER_VALUES:
             raise UserError(f"a layer of the network would output {largest:,} values per image; the limit is "
                             f"{MAX_LAYER_VALUES:,}", "layers")
+        if parameters > MAX_PARAMETERS:
+            raise UserError(f"the network would have {parameters:,} parameters; the limit is {MAX_PARAMETERS:,}",
+                            "layers")
 
     @classmethod
     def from_lists(
