@@ -76,10 +76,11 @@ class LayerSpec:
             raise UserError(f"kernel of {self.name} must be two whole numbers, got {self.kernel!r}", "layers")
         object.__setattr__(self, "kernel", tuple(_bounded(k, f"kernel of {self.name}", 0, MAX_KERNEL)
                                                  for k in self.kernel))
-        _bounded(self.size, f"size of {self.name}", 0, MAX_UNITS)
         if self.kind in ("conv", "dense"):
             limit, noun = (MAX_FILTERS, "filters") if self.kind == "conv" else (MAX_UNITS, "units")
             _bounded(self.size, f"{noun} of {self.name}", 1, limit)
+        else:
+            _bounded(self.size, f"size of {self.name}", 0, MAX_UNITS)
         if self.kind in ("conv", "pool"):
             for k in self.kernel:
                 _bounded(k, f"kernel of {self.name}", 1, MAX_KERNEL)
