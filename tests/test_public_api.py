@@ -13,6 +13,8 @@ def test_every_public_name_resolves():
         assert getattr(cnnscope, name) is not None, name
     assert cnnscope.objectives.channel("Conv2D_3", 1).name == "Conv2D_3:1"
     assert cnnscope.find_oips.__module__ == "cnnscope.optvis.oip"
+    assert cnnscope.from_torch.__module__ == "cnnscope.nn.torch_model"
+    assert cnnscope.explore.__module__ == "cnnscope.app.explorer.python_api"
 
 
 def test_import_is_light():

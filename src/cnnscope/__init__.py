@@ -30,6 +30,7 @@ _MODULES = {
     "cnnscope.nn.checkpoint": ("load_model", "load_checkpoint", "save_checkpoint"),
     "cnnscope.nn.keras_import": ("import_keras",),
     "cnnscope.nn.onnx_import": ("import_onnx",),
+    "cnnscope.nn.torch_model": ("from_torch", "TorchModel"),
     "cnnscope.data.mnist": ("load_mnist", "to_tensor"),
     "cnnscope.data.photos": ("load_photo",),
     "cnnscope.data.images": ("mnist_style",),
@@ -50,6 +51,7 @@ _MODULES = {
     "cnnscope.figures.activations": ("layer_figure",),
     "cnnscope.figures.dream": ("render_panel",),
     "cnnscope.figures.render": ("to_pil",),
+    "cnnscope.app.explorer.python_api": ("explore",),
 }
 _API = {name: module for module, names in _MODULES.items() for name in names}
 

@@ -102,17 +102,13 @@ def gradcam(model: CNN, images: torch.Tensor, target=None, layer: str | None = N
     device = device_of(model)
     images = images.to(device)
     targets = resolve_target(model, images, target)
-    captured: list[torch.Tensor] = []
-    handle = getattr(model.body, layer).register_forward_hook(lambda module, inputs, output: captured.append(output))
-    try:
-        with torch.enable_grad():
-            # an input that needs a gradient: the layer's maps then need one even if the model is frozen
-            logits = model(images.detach().requires_grad_(True))
-            score = logits.gather(1, targets[:, None]).sum()
-            (grads,) = torch.autograd.grad(score, captured[0])
-    finally:
-        handle.remove()
-    maps = captured[0].detach()
+    last = model.layer_names[-1]
+    with torch.enable_grad():
+        # an input that needs a gradient: the layer's maps then need one even if the model is frozen
+        outputs = model.activations(images.detach().requires_grad_(True), [layer, last])
+        score = outputs[last].gather(1, targets[:, None]).sum()
+        (grads,) = torch.autograd.grad(score, outputs[layer])
+    maps = outputs[layer].detach()
     weights = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((weights * maps).sum(dim=1, keepdim=True))
     if upsample:
@@ -121,22 +117,9 @@ def gradcam(model: CNN, images: torch.Tensor, target=None, layer: str | None = N
 
 
 def receptive_field(model: CNN, layer: str) -> tuple[float, float]:
-    """(offset, jump): pixel i of `layer` is centred on input pixel offset + jump * i."""
-    offset, jump, size = 0.0, 1.0, model.spec.image_size
-    for spec in model.spec.layers:
-        k = spec.kernel[0]
-        if spec.kind == "conv":
-            before = 0 if spec.padding == "valid" else (k - 1) // 2  # PyTorch 'same': extra pad at the end
-            offset += ((k - 1) / 2 - before) * jump
-            size = size - k + 1 if spec.padding == "valid" else size
-        elif spec.kind == "pool":
-            before = (-(-size // k) * k - size) // 2 if spec.padding == "same" else 0
-            offset += ((k - 1) / 2 - before) * jump
-            jump *= k
-            size = -(-size // k) if spec.padding == "same" else size // k
-        if spec.name == layer:
-            return offset, jump
-    raise UserError(f"unknown layer {layer!r}")
+    """(offset, jump): pixel i of `layer` is centred on input pixel offset + jump * i (the model's own
+    `receptive_field`: from the spec for a `CNN`, from the traced modules for a `from_torch` model)."""
+    return model.receptive_field(layer)
 
 
 def to_input_grid(maps: torch.Tensor, field: tuple[float, float], size: Sequence[int]) -> torch.Tensor:

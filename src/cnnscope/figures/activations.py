@@ -73,10 +73,16 @@ def layer_title(model: CNN, layer: str) -> str:
     spec = model.layer_spec(layer)
     shape = model.output_shape(layer)
     what = f"{shape[0]} maps of {shape[1]}x{shape[2]}" if len(shape) == 3 else f"{shape[0]} nodes"
-    kind = {"conv": f"conv {spec.kernel[0]}x{spec.kernel[1]}, {spec.activation}", "pool": f"max-pool {spec.kernel[0]}x{spec.kernel[1]}",
+    return f"{layer} ({_kind_text(spec)}): {what}"
+
+
+def _kind_text(spec) -> str:
+    """"conv 3x3, relu" for a `CNN` layer; a `from_torch` layer describes its module itself."""
+    if hasattr(spec, "description"):
+        return f"{spec.kind}, {spec.description}"
+    return {"conv": f"conv {spec.kernel[0]}x{spec.kernel[1]}, {spec.activation}", "pool": f"max-pool {spec.kernel[0]}x{spec.kernel[1]}",
             "dense": f"dense, {'logits' if spec.activation == 'softmax' else spec.activation}", "flatten": "flatten",
             "dropout": "dropout"}[spec.kind]
-    return f"{layer} ({kind}): {what}"
 
 
 def layer_figure(model: CNN, images: Sequence[DigitImage], layer: str, *, cmap: str = "viridis",

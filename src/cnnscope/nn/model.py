@@ -245,6 +245,25 @@ class CNN(nn.Module):
     def num_classes(self) -> int:
         return self.output_shape(self.layer_names[-1])[0]
 
+    def receptive_field(self, name: str) -> tuple[float, float]:
+        """(offset, jump): pixel i of layer `name` is centred on input pixel offset + jump * i."""
+        self.check_layer(name)
+        offset, jump, size = 0.0, 1.0, self.spec.image_size
+        for spec in self.spec.layers:
+            k = spec.kernel[0]
+            if spec.kind == "conv":
+                before = 0 if spec.padding == "valid" else (k - 1) // 2  # PyTorch 'same': extra pad at the end
+                offset += ((k - 1) / 2 - before) * jump
+                size = size - k + 1 if spec.padding == "valid" else size
+            elif spec.kind == "pool":
+                before = (-(-size // k) * k - size) // 2 if spec.padding == "same" else 0
+                offset += ((k - 1) / 2 - before) * jump
+                jump *= k
+                size = -(-size // k) if spec.padding == "same" else size // k
+            if spec.name == name:
+                break
+        return offset, jump
+
     # ---- running ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw images in [0, 1] -> logits of the last layer."""
