@@ -1,29 +1,38 @@
 """The `cnnscope` command line: a thin shell that finds its subcommands in `cnnscope.app.commands`.
 
 Each module in `cnnscope/app/commands/` defines NAME, HELP, `add_arguments(parser)` and
-`run(args) -> int`. User errors become one line on stderr and exit code 2.
+`run(args) -> int`. User errors become one line on stderr and exit code 2; Ctrl+C becomes
+"cnnscope: interrupted" and exit code 130 (the shell's code for SIGINT).
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import pkgutil
 import sys
 
-from cnnscope import __version__
-from cnnscope.errors import UserError
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import argparse
+
+# Nothing else is imported at the top: until `main` runs, Ctrl+C cannot be caught, so the time
+# before it must stay as short as the interpreter's own start.
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line (no usage dump) with exit code 2."""
+def one_line_parser_class():
+    """argparse's parser, but usage errors are one line (no usage dump) with exit code 2."""
+    import argparse
 
-    def error(self, message: str):  # noqa: D401
-        sys.stderr.write(f"cnnscope {self.prog.split()[-1]}: error: {message}\n")
-        sys.exit(2)
+    class OneLineParser(argparse.ArgumentParser):
+        def error(self, message: str):  # noqa: D401
+            sys.stderr.write(f"cnnscope {self.prog.split()[-1]}: error: {message}\n")
+            sys.exit(2)
+
+    return OneLineParser
 
 
 def command_modules():
+    import importlib
+    import pkgutil
+
     from cnnscope.app import commands
 
     found = []
@@ -39,9 +48,12 @@ def command_modules():
 def build_parser(only: set[str] | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `only`, just those commands get their options (some of which
     import torch), so `cnnscope --help` and `--version` answer at once."""
-    parser = _Parser(prog="cnnscope", description="Train a small CNN on MNIST and see what it learned.")
+    from cnnscope import __version__
+
+    parser_class = one_line_parser_class()
+    parser = parser_class(prog="cnnscope", description="Train a small CNN on MNIST and see what it learned.")
     parser.add_argument("--version", action="version", version=f"cnnscope {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=parser_class)
     for module in command_modules():
         command = sub.add_parser(module.NAME, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP))
         if only is None or module.NAME in only:
@@ -62,7 +74,20 @@ def option_for(parser: argparse.ArgumentParser, parameter: str | None) -> str | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run one command; Ctrl+C at any moment (also while torch is imported) is one line and exit code 130."""
+    try:
+        return run_command(sys.argv[1:] if argv is None else list(argv))
+    except KeyboardInterrupt:
+        import signal
+
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not interrupt the goodbye
+        sys.stderr.write("cnnscope: interrupted\n")
+        return 130
+
+
+def run_command(argv: list[str]) -> int:
+    from cnnscope.errors import UserError
+
     parser = build_parser(only={word for word in argv[:1] if not word.startswith("-")})
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
@@ -75,9 +100,6 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{flag}: " if flag and flag not in str(exc) else ""
         sys.stderr.write(f"cnnscope {args.command}: error: {where}{exc}\n")
         return 2
-    except KeyboardInterrupt:
-        sys.stderr.write("cnnscope: interrupted\n")
-        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,16 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     add_device_option(parser)
 
 
+def add_parametrization_options(group) -> None:
+    """--param and --valid-pixels: how the ascent of `oip` and `dream` makes its images."""
+    group.add_argument("--param", default="pixel", choices=["pixel", "fourier", "maco"],
+                       help="parametrisation: pixel (the articles', default), fourier (FFT coefficients scaled by "
+                            "1/frequency) or maco (MNIST's mean spectrum magnitude, phase optimised)")
+    group.add_argument("--valid-pixels", action="store_true",
+                       help="keep every image inside the range of real pixels (a sigmoid onto [0, 1], then the "
+                            "model's own normalisation)")
+
+
 def add_out_option(parser: argparse.ArgumentParser, default: str) -> None:
     parser.add_argument("--out", default=default, metavar="PATH", help=f"output file or folder (default: {default})")
 
@@ -47,13 +57,14 @@ def add_import_options(parser: argparse.ArgumentParser, file_help: str) -> None:
 def import_folder(out_text: str, force: bool) -> Path:
     """The checkpoint folder an import writes, checked before the import starts."""
     from cnnscope.errors import UserError
+    from cnnscope.files import check_output_folder
 
     out = Path(out_text).expanduser()
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file; give a folder for the checkpoint")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UserError(f"--out {out} already holds files; choose a new folder or pass --force")
-    return out
+    return check_output_folder(out)
 
 
 def save_imported(model, out: Path, **config) -> None:
@@ -66,7 +77,9 @@ def save_imported(model, out: Path, **config) -> None:
     created = not out.exists()
     try:
         save_checkpoint(model, out, **config)
-    except OSError as exc:
+    except (OSError, UserError, KeyboardInterrupt) as exc:
         if created:
             shutil.rmtree(out, ignore_errors=True)
-        raise UserError(f"cannot write the checkpoint to {out}: {exc.strerror or exc}") from None
+        if isinstance(exc, OSError):
+            raise UserError(f"cannot write the checkpoint to {out}: {exc.strerror or exc}") from None
+        raise

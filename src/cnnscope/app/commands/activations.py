@@ -96,11 +96,21 @@ def output_paths(out: Path, tag: str, names: list[str], prefix: str = "") -> dic
     return {name: out / f"{prefix}{tag}_{name}.png" for name in names}
 
 
+def check_output_files(paths: dict[str, Path]) -> dict[str, Path]:
+    """`paths` if every picture and its JSON sidecar can be written (checked before the work), else UserError."""
+    from cnnscope.files import check_output_file
+
+    for path in paths.values():
+        check_output_file(path)
+        check_output_file(path.with_suffix(".json"))
+    return paths
+
+
 def run(args) -> int:
     from cnnscope.app.parsing import parse_layers
     from cnnscope.errors import check_whole
     from cnnscope.figures.activations import layer_figures
-    from cnnscope.files import save_image, write_json
+    from cnnscope.files import save_image, write_json, written_together
 
     started = time.perf_counter()
     if args.columns is not None:
@@ -108,14 +118,16 @@ def run(args) -> int:
     model, config = load_model_for(args)
     layers = parse_layers(model, args.layer)
     images = load_inputs(args, config)
-    paths = output_paths(Path(args.out).expanduser(), images_tag(images), layers)
+    paths = check_output_files(output_paths(Path(args.out).expanduser(), images_tag(images), layers))
     figures = layer_figures(model, images, layers, cmap=args.cmap, scale=args.scale, numbers=args.numbers,
                             columns=args.columns)
-    for layer, figure in figures.items():
-        path = paths[layer]
-        save_image(path, figure.image)
-        write_json(path.with_suffix(".json"), sidecar(args, model, figure, path))
-        print(f"{layer}: {path} (+ .json)")
+    with written_together():
+        for layer, figure in figures.items():
+            path = paths[layer]
+            save_image(path, figure.image)
+            write_json(path.with_suffix(".json"), sidecar(args, model, figure, path))
+    for layer in figures:
+        print(f"{layer}: {paths[layer]} (+ .json)")
     for stat in next(iter(figures.values())).stats:
         label = f", label {stat['label']}" if stat["label"] is not None else ""
         print(f"{stat['name']}{label}: predicted {stat['predicted']} ({max(stat['probabilities']):.1%})")

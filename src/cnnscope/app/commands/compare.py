@@ -43,7 +43,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the OIPs' noise (default 0)")
     parser.add_argument("--oip-steps", type=int, default=600, help="ascent steps of the OIPs (default 600, the articles')")
     parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads (default: 1 on machines with <= 2 cores, else torch's default)")
+                        help="CPU threads (default: the cores not busy with other work when the command starts)")
     add_data_option(parser)
     add_device_option(parser)
 
@@ -51,13 +51,15 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     import time
 
+    from cnnscope.files import check_output_folder, written_together
     from cnnscope.runtime import default_threads, pick_device, using_threads
 
     started = time.perf_counter()
     device = pick_device(args.device)
     folders = model_folders([Path(p).expanduser() for p in args.models])
     layers = _names(args.layers)
-    with using_threads(args.threads or default_threads()):
+    check_output_folder(Path(args.out).expanduser())
+    with using_threads(args.threads or default_threads()), written_together():
         written = write_comparison(folders, Path(args.out).expanduser(), data=args.data, device=device,
                                    images=args.images, batch_size=args.batch_size, layers=layers,
                                    threshold=args.threshold, per_position=args.per_position,

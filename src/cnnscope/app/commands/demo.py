@@ -27,11 +27,13 @@ def run(args) -> int:
     from cnnscope.app.commands.train import CurvesWriter
     from cnnscope.app.report import ReportContext, build_report
     from cnnscope.data.mnist import load_mnist_for_model
+    from cnnscope.files import check_output_folder
     from cnnscope.nn.checkpoint import default_model_dir, load_model
     from cnnscope.runtime import pick_device
     from cnnscope.training.runs import ensure_default_model
 
     started = time.perf_counter()
+    out = check_output_folder(Path(args.out).expanduser())  # before any training or picture
     device = pick_device(args.device)
     if args.compare:
         from cnnscope.nn.checkpoint import read_config
@@ -44,7 +46,6 @@ def run(args) -> int:
                                          callbacks=[CurvesWriter(default_model_dir())])
     model, config = load_model(model_dir, device=device)
     mnist = load_mnist_for_model(config, args.data)
-    out = Path(args.out).expanduser()
     print(f"writing report to {out} ...")
     ctx = ReportContext(model=model, config=config, mnist=mnist, model_dir=model_dir, folder=out,
                         device=device, seed=args.seed, quick=args.quick,

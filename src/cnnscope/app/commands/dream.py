@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from cnnscope.app.commands import add_device_option, add_model_option
+from cnnscope.app.commands import add_device_option, add_model_option, add_parametrization_options
 from cnnscope.errors import UserError
 
 NAME = "dream"
@@ -66,6 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="native mode: tile side, a multiple of 28 (default 0: whole photo; "
                             "large photos are tiled anyway)")
     knobs.add_argument("--seed", type=int, default=0, help="seed for jitter and tile offsets (default 0)")
+    add_parametrization_options(knobs)
     out = parser.add_argument_group("input and output")
     out.add_argument("--gray", action="store_true", help="dream and save in gray even for a colour photo")
     out.add_argument("--max-side", type=int, default=DEFAULT_MAX_SIDE, metavar="PX",
@@ -118,10 +119,12 @@ def settings_from_args(args):
         raise UserError(f"--max-side must be at least 28 pixels, got {args.max_side}")
     return DreamSettings(mode=args.mode, steps=args.steps, rounds=args.rounds, epsilon=args.epsilon,
                          jitter=args.jitter, width=args.width, octaves=args.octaves,
-                         octave_scale=args.octave_scale, px=args.px, tile=args.tile, seed=args.seed).resolved()
+                         octave_scale=args.octave_scale, px=args.px, tile=args.tile, seed=args.seed,
+                         param=args.param, valid_pixels=bool(args.valid_pixels)).resolved()
 
 
 def run(args) -> int:
+    from cnnscope.files import written_together
     from cnnscope.optvis.dream import dream
 
     started = time.perf_counter()
@@ -133,7 +136,8 @@ def run(args) -> int:
                    on_stage=print_stage, threads=args.threads or None)
     for note in result.notes:
         print(f"note: {note}")
-    write_outputs(args, job, result, started)
+    with written_together():
+        write_outputs(args, job, result, started)
     print(f"dream took {result.seconds:.2f} s (total {time.perf_counter() - started:.2f} s)")
     return 0
 
@@ -142,6 +146,7 @@ def prepare(args) -> dict:
     """Options, model, objective and photo checked; the output paths decided."""
     from cnnscope.app.parsing import objective_from_text
     from cnnscope.data.photos import load_photo
+    from cnnscope.files import check_output_file
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.optvis.dream import check_normalization, check_objective, check_sizes, default_map
     from cnnscope.runtime import pick_device
@@ -158,6 +163,8 @@ def prepare(args) -> dict:
     check_sizes(settings, *photo.size)
     source = args.sample or Path(args.image).stem
     paths = output_paths(Path(args.out).expanduser(), file_tag(source, objective.name, settings.mode), args.gif)
+    for path in paths.values():
+        check_output_file(path)
     return {"settings": settings, "objective": objective, "device": device, "model": model, "photo": photo,
             "paths": paths}
 

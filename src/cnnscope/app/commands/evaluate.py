@@ -26,7 +26,7 @@ def run(args) -> int:
     from cnnscope.analysis.evaluation import evaluate
     from cnnscope.data.mnist import load_mnist_for_model
     from cnnscope.errors import UserError, check_choice
-    from cnnscope.files import check_output_folder
+    from cnnscope.files import check_output_file, check_output_folder, written_together
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.runtime import pick_device
 
@@ -34,12 +34,15 @@ def run(args) -> int:
     if args.mistakes < 0 or args.mistakes > 500:
         raise UserError(f"--mistakes must be between 0 and 500, got {args.mistakes}")
     out = check_output_folder(Path(args.out).expanduser())
+    for name in ("confusion.png", "mistakes.png", "evaluation.json"):
+        check_output_file(out / name)
     model, config = load_model(args.model, device=pick_device(args.device))
     mnist = load_mnist_for_model(config, args.data)
     images, labels = mnist.images(args.set)
     evaluation = evaluate(model, images, labels, args.set)
     extra = {"model": str(args.model or "default"), "split": mnist.split, "split_seed": mnist.seed}
-    paths = save_evaluation(evaluation, images, out, args.mistakes, extra)
+    with written_together():
+        paths = save_evaluation(evaluation, images, out, args.mistakes, extra)
     if args.json:
         print(json.dumps({**extra, **evaluation.to_dict(args.mistakes)}))
     else:

@@ -46,6 +46,7 @@ def run(args) -> int:
     from cnnscope.analysis import attribution
     from cnnscope.analysis.evaluation import predict_images
     from cnnscope.app.commands.activations import (
+        check_output_files,
         images_tag,
         load_inputs,
         load_model_for,
@@ -54,7 +55,7 @@ def run(args) -> int:
     from cnnscope.app.parsing import parse_methods
     from cnnscope.data.images import to_batch
     from cnnscope.figures.attribution import explanation_figure
-    from cnnscope.files import save_image, write_json
+    from cnnscope.files import save_image, write_json, written_together
     from cnnscope.runtime import device_of
 
     started = time.perf_counter()
@@ -64,7 +65,7 @@ def run(args) -> int:
     args.layer = args.layer or attribution.default_gradcam_layer(model)
     check_model_arguments(args, model, methods)
     images = load_inputs(args, config)
-    path = output_paths(Path(args.out).expanduser(), images_tag(images), ["explain"])["explain"]
+    path = check_output_files(output_paths(Path(args.out).expanduser(), images_tag(images), ["explain"]))["explain"]
     batch = to_batch(images, device_of(model))
     targets = attribution.resolve_target(model, batch, args.target).cpu().numpy()
     options = method_options(args)
@@ -73,8 +74,9 @@ def run(args) -> int:
     titles = {"gradcam": f"Grad-CAM ({args.layer})"}
     picture = explanation_figure(images, maps, targets, probabilities, cmap=args.cmap, titles=titles)
     details = image_details(images, maps, targets, probabilities)
-    save_image(path, picture)
-    write_json(path.with_suffix(".json"), sidecar(args, methods, titles, options, details, path))
+    with written_together():
+        save_image(path, picture)
+        write_json(path.with_suffix(".json"), sidecar(args, methods, titles, options, details, path))
     print(f"wrote {path} (+ .json)")
     for entry in details:
         shares = ", ".join(f"{m} {v['ink_share']:.0%} on ink" for m, v in entry["methods"].items())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnscope.app.commands import add_common_options
+from cnnscope.app.commands import add_common_options, add_parametrization_options
 
 NAME = "oip"
 ORDER = 40
@@ -56,6 +56,7 @@ def add_arguments(parser) -> None:
     ascent.add_argument("--jitter", type=float, default=0, help="random roll of up to N pixels per step (default 0)")
     ascent.add_argument("--blur", type=float, default=0.0, help="Gaussian blur sigma after each step (default 0)")
     ascent.add_argument("--tv", type=float, default=0.0, help="total-variation penalty weight (default 0)")
+    add_parametrization_options(ascent)
     ascent.add_argument("--start", default=None, metavar="FILE|test:N",
                         help="start from a picture file or a test image instead of noise")
     ascent.add_argument("--size", type=float, default=None,
@@ -75,7 +76,7 @@ def add_arguments(parser) -> None:
     output.add_argument("--columns", type=float, default=None, help="tiles per row (default 8)")
     output.add_argument("--chunk", type=float, default=512, help="images per batch (default 512)")
     output.add_argument("--threads", type=float, default=None,
-                        help="CPU threads for torch (default: 1 on machines with <= 2 cores, else torch's choice)")
+                        help="CPU threads (default: the cores not busy with other work when the command starts)")
     output.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
@@ -130,6 +131,15 @@ def output_paths(out: str | None, stem: str) -> dict[str, Path]:
             "gif": main.with_suffix(".gif"), "json": main.with_suffix(".json")}
 
 
+def check_output_paths(paths: dict[str, Path], gif: bool, gallery: bool) -> None:
+    """UserError now, before the ascent, if any of the files cannot be written."""
+    from cnnscope.files import check_output_file
+
+    for name, path in paths.items():
+        if (name != "gif" or gif) and (name != "gallery" or gallery):
+            check_output_file(path)
+
+
 def settings_from(args):
     from cnnscope.app.parsing import whole
     from cnnscope.optvis.ascent import AscentSettings
@@ -138,7 +148,8 @@ def settings_from(args):
         steps=whole("steps", args.steps, 1), epsilon=args.epsilon, rule=args.rule,
         jitter=whole("jitter", args.jitter, 0), blur=args.blur, tv_weight=args.tv,
         early_stop=bool(args.early_stop), tolerance=args.tolerance, seed=whole("seed", args.seed),
-        snapshot_count=whole("snapshots", args.snapshots, 0),
+        snapshot_count=whole("snapshots", args.snapshots, 0), param=args.param,
+        valid_pixels=bool(args.valid_pixels),
     ).check()
 
 
@@ -174,9 +185,12 @@ def run(args) -> int:
     from cnnscope.runtime import default_threads, using_threads
 
     job = prepare(args)  # everything is checked before any work and before any file is written
+    from cnnscope.files import written_together
+
     with using_threads(job["threads"] or default_threads()):
         result = compute(args, job)
-    write_outputs(args, job, result)
+    with written_together():  # all files or none: a failing later file leaves no first picture behind
+        write_outputs(args, job, result)
     print_summary(job, result)
     return 0
 
@@ -211,6 +225,7 @@ def prepare(args) -> dict:
     model, config = load_model(args.model, device=device)
     targets, stem = build_targets(args, model)
     paths = output_paths(args.out, stem)
+    check_output_paths(paths, gif=bool(args.gif), gallery=gallery)
     mnist = load_mnist_for_model(config, args.data) if (args.evaluate or (args.start or "").startswith(("test:", "train:"))) else None
     start = load_start(args, model, mnist)
     options["size"] = None if args.size is None else whole("size", args.size, 1)

@@ -85,6 +85,7 @@ def run(args) -> int:
 def check_arguments(args) -> Path:
     """The output folder, after checking the whole-number options; UserError for bad ones."""
     from cnnscope.errors import check_whole
+    from cnnscope.files import check_output_folder
 
     check_whole("count", args.count, minimum=1)
     check_whole("top", args.top, minimum=1)
@@ -94,7 +95,7 @@ def check_arguments(args) -> Path:
         raise UserError(f"--out {out} must be a folder (patterns writes several files)")
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
-    return out
+    return check_output_folder(out)
 
 
 def load_digits(args, config: dict, digits: tuple[int, int]):
@@ -135,11 +136,12 @@ def confusable_rows(args, model, mnist, digits, indices, tensors) -> tuple[objec
 
 def write_files(args, json_path: Path, summary: dict, pictures: dict, results: dict) -> None:
     """Write the pictures and the JSON, and say what was found and written."""
-    from cnnscope.files import save_image, write_json
+    from cnnscope.files import save_image, write_json, written_together
 
-    for path, picture in pictures.items():
-        save_image(path, picture)
-    json_path = write_json(json_path, summary)
+    with written_together():
+        for path, picture in pictures.items():
+            save_image(path, picture)
+        json_path = write_json(json_path, summary)
     for layer, result in results.items():
         best = ", ".join(f"#{r[result.unit]} ({args.measure} {r[args.measure]:+.3f}, higher for {r['higher_for']})"
                          for r in result.top(5))

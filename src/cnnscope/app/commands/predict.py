@@ -36,7 +36,7 @@ def run(args) -> int:
     from cnnscope.data.images import load_image_file, mnist_style
     from cnnscope.data.mnist import check_index, load_mnist_for_model, to_tensor
     from cnnscope.errors import UserError, check_choice
-    from cnnscope.files import check_output_folder, save_image, write_json
+    from cnnscope.files import check_output_file, save_image, write_json, written_together
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.runtime import pick_device
 
@@ -45,7 +45,8 @@ def run(args) -> int:
     if save_input is not None:
         if save_input.suffix.lower() != ".png":
             raise UserError(f"--save-input must name a .png file, got {args.save_input}")
-        check_output_folder(save_input.parent)
+        check_output_file(save_input)
+        check_output_file(save_input.with_suffix(".json"))
     device = pick_device(args.device)
     if args.image is not None:
         image = mnist_style(load_image_file(args.image))  # validate the image before the model
@@ -65,8 +66,9 @@ def run(args) -> int:
               "probability": float(probabilities[predicted]),
               "probabilities": [round(float(p), 6) for p in probabilities]}
     if save_input is not None:
-        save_image(save_input, image)
-        write_json(save_input.with_suffix(".json"), {**result, "model": str(args.model or "default")})
+        with written_together():
+            save_image(save_input, image)
+            write_json(save_input.with_suffix(".json"), {**result, "model": str(args.model or "default")})
         result["input_png"] = str(save_input)
     if args.json:
         print(json.dumps(result))

@@ -40,6 +40,7 @@ def run(args) -> int:
 
     from cnnscope.app.parsing import parse_grid
     from cnnscope.errors import UserError
+    from cnnscope.files import check_output_folder
     from cnnscope.training.sweep import grid_runs, import_ray, run_sweep
 
     started = time.perf_counter()
@@ -51,6 +52,7 @@ def run(args) -> int:
         return 0
     if args.data is not None and not Path(args.data).expanduser().exists():
         raise UserError(f"data path {args.data} does not exist (expected mnist.npz or a folder of IDX files)", "data")
+    check_output_folder(out)
     import_ray()  # says how to install Ray before anything else happens
     print(f"sweep of {len(runs)} runs into {out}")
     results = run_sweep(runs, out, data=args.data, parallel=args.parallel, address=args.address)
