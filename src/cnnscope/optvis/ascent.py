@@ -4,15 +4,17 @@
 standardised input space) to raise `objective`, one value per image. Its pieces are passed in
 as lists (Lucent / tf-keras-vis style) and default to the ones `settings` builds:
 
+    p = parametrization.params(images)                 pixels, Fourier coefficients, a phase
     for each step k:
-        seen  = t_n(... t_1(x))                          transforms (jitter, ...)
+        x     = parametrization(p)                        the images
+        seen  = t_n(... t_1(x))                           transforms (jitter, ...)
         value = objective(model(seen))                    one value per image
-        g     = d (value - sum(regularisers(x))) / d x    (total variation, ...)
-        x     = step_rule(x, g, k)                        normalised gradient, Adam, any optimizer
-        x     = p_m(... p_1(x))                           post-step ops (blur, standardisation)
+        g     = d (value - sum(regularisers(x))) / d p    (total variation, diversity, ...)
+        p     = step_rule(p, g, k)                        normalised gradient, Adam, any optimizer
+        p     = parametrization.project(p, post-step ops) (blur, standardisation) on the image
 
-The default `AscentSettings()` is the articles' algorithm (VIII/IX): no transform, no
-regulariser, the normalised-gradient rule x + 0.01 g / (sqrt(mean(g**2)) + 1e-7), then
+The default `AscentSettings()` is the articles' algorithm (VIII/IX): pixel parameters (the
+parameters are the image), no transform, no regulariser, the normalised-gradient rule x + 0.01 g / (sqrt(mean(g**2)) + 1e-7), then
 per-image standardisation (x - mean) / max(std, 1/sqrt(N)), for 600 steps.
 
 Step numbering: "step k" is the image after k updates; `values[k]` is its objective value,
@@ -41,6 +43,12 @@ from cnnscope.errors import UserError, check_choice, check_positive, check_whole
 from cnnscope.nn.model import inference_copy
 from cnnscope.optvis.callbacks import Callback, SnapshotCollector
 from cnnscope.optvis.objectives import Objective, capture, validate
+from cnnscope.optvis.parametrizations import (
+    PARAMETRIZATIONS,
+    Parametrization,
+    Pixel,
+    make_parametrization,
+)
 from cnnscope.optvis.post_step import Blur, Standardize
 from cnnscope.optvis.regularizers import TotalVariation
 from cnnscope.optvis.steps import Adam, NormalizedGradient
@@ -71,6 +79,7 @@ class AscentPieces:
     regularizers: list[Regularizer]
     step: StepRule
     post_step: list[Transform]
+    parametrization: Parametrization = field(default_factory=Pixel)
 
 
 @dataclass
@@ -95,12 +104,17 @@ class AscentSettings:
     snapshot_count: int = 6  # log-spaced snapshots between the start and the end (the articles' 6)
     seed: int = 0  # for jitter
     adam_betas: tuple[float, float] = (0.9, 0.999)
+    param: str = "pixel"  # parametrisation: pixel (articles), fourier or maco (optvis.parametrizations)
+    valid_pixels: bool = False  # squash every image into the range of real pixels (sigmoid, model's normalisation)
+    fourier_decay: float = 1.0  # fourier: coefficients scaled by 1 / frequency**decay
 
     def check(self) -> AscentSettings:
         """Raise UserError on a bad value (non-positive steps/epsilon, NaN, unknown rule)."""
         check_whole("steps", self.steps, minimum=1)
         check_positive("epsilon", self.epsilon)
         check_choice("step rule", self.rule, RULES)
+        check_choice("parametrization", self.param, PARAMETRIZATIONS)
+        check_positive("fourier decay", self.fourier_decay, allow_zero=True)
         check_whole("jitter", self.jitter, minimum=0)
         check_positive("blur", self.blur, allow_zero=True)
         check_positive("tv weight", self.tv_weight, allow_zero=True)
@@ -118,14 +132,16 @@ class AscentSettings:
             return log_snapshot_steps(int(self.steps), int(self.snapshot_count))
         return tuple(sorted({int(s) for s in self.snapshot_steps}))
 
-    def pieces(self) -> AscentPieces:
-        """Fresh pieces for one ascent (seeded transforms, a step rule without state)."""
+    def pieces(self, model=None) -> AscentPieces:
+        """Fresh pieces for one ascent (seeded transforms, a step rule without state); `model`
+        gives valid pixels its input normalisation."""
         step = NormalizedGradient(self.epsilon) if self.rule == "normalized" else Adam(self.epsilon, self.adam_betas)
         return AscentPieces(
             transforms=[Jitter(self.jitter, self.seed)] if self.jitter else [],
             regularizers=[TotalVariation(self.tv_weight)] if self.tv_weight else [],
             step=step,
             post_step=[*([Blur(self.blur)] if self.blur > 0 else []), *([Standardize()] if self.standardize else [])],
+            parametrization=make_parametrization(self.param, self.valid_pixels, model, self.fourier_decay),
         )
 
 
@@ -137,6 +153,7 @@ class AscentResult:
     steps_used: torch.Tensor  # int (N,) updates applied to each image
     snapshots: dict[int, torch.Tensor] = field(default_factory=dict)  # step -> N x 1 x H x W
     converged: torch.Tensor | None = None  # bool (N,): stopped by the early-stop rule
+    start: torch.Tensor | None = None  # N x 1 x H x W: the images at step 0 (the starts as parametrised)
 
     @property
     def final(self) -> torch.Tensor:
@@ -212,6 +229,7 @@ def ascend(
     regularizers: Sequence[Regularizer] | None = None,
     step: StepRule | None = None,
     post_step: Sequence[Transform] | None = None,
+    parametrization: Parametrization | None = None,
 ) -> AscentResult:
     """Gradient ascent of `objective` on a batch of images (N x C x H x W, standardised space).
 
@@ -221,7 +239,8 @@ def ascend(
         objective: one value per image (see `cnnscope.optvis.objectives`).
         settings: length, stopping rules and the preset pieces (default: the articles' algorithm).
         callbacks: called at every step (progress bars, snapshots, animation frames).
-        transforms, regularizers, step, post_step: replace the preset's pieces when given.
+        transforms, regularizers, step, post_step, parametrization: replace the preset's pieces
+            when given (`optvis.parametrizations`: Pixel, Fourier, Maco, ValidPixels).
 
     Returns:
         An `AscentResult` with the final images, the value of every image at every step, and
@@ -231,24 +250,26 @@ def ascend(
     validate(objective, model)
     if images.dim() != 4:
         raise UserError(f"images must be N x C x H x W, got shape {tuple(images.shape)}", "images")
-    preset = settings.pieces()
+    preset = settings.pieces(model)
     pieces = AscentPieces(
         transforms=list(preset.transforms if transforms is None else transforms),
         regularizers=list(preset.regularizers if regularizers is None else regularizers),
         step=preset.step if step is None else step,
         post_step=list(preset.post_step if post_step is None else post_step),
+        parametrization=preset.parametrization if parametrization is None else parametrization,
     )
-    x = images.detach().to(torch.float32).clone()
+    x = pieces.parametrization.params(images.detach().to(torch.float32).clone()).detach()
     collector = SnapshotCollector(settings.snapshots())
     hooks = [collector, *callbacks]
     state = _Stopping(x.shape[0], settings)
     model = _fast_copy(model, x.device)
+    start = _images(pieces.parametrization, x).clone()
     for hook in hooks:
-        hook.on_begin(settings, x)
+        hook.on_begin(settings, start)
     last_row = _run_steps(model, x, objective, settings, pieces, state, hooks)
-    result = AscentResult(images=x, values=state.values[: last_row + 1], reacted=state.reacted,
-                          steps_used=torch.minimum(state.steps_used, torch.tensor(last_row)),
-                          converged=state.converged)
+    result = AscentResult(images=_images(pieces.parametrization, x), values=state.values[: last_row + 1],
+                          reacted=state.reacted, steps_used=torch.minimum(state.steps_used, torch.tensor(last_row)),
+                          converged=state.converged, start=start)
     for hook in hooks:
         hook.on_end(result)
     result.snapshots = dict(sorted(collector.snapshots.items()))
@@ -264,6 +285,7 @@ def _run_steps(model, x: torch.Tensor, objective: Objective, settings: AscentSet
     the whole batch, with zero gradients for the frozen images, and only moving images change.
     """
     steps, n = int(settings.steps), x.shape[0]
+    parametrization = pieces.parametrization
     for k in range(steps + 1):
         index = state.active.nonzero().squeeze(1)
         if index.numel() == 0:
@@ -272,30 +294,39 @@ def _run_steps(model, x: torch.Tensor, objective: Objective, settings: AscentSet
         moving = x[index.to(x.device)].requires_grad_(k < steps)
         if k == steps:  # final image: value only
             with torch.no_grad():
-                state.record(k, index, obj(capture(model, moving, obj)).float().cpu())
+                state.record(k, index, obj(capture(model, parametrization(moving), obj)).float().cpu())
+            images = _images(parametrization, x)
             for hook in hooks:
-                hook(k, x, state.values[k])
+                hook(k, images, state.values[k])
             return k
         grad, value = _gradient(model, moving, obj, pieces)
         state.record(k, index, value)
+        images = _images(parametrization, x)
         for hook in hooks:
-            hook(k, x, state.values[k])
+            hook(k, images, state.values[k])
         done = state.update(k, index, value, grad)
         if not done.all():
             _update(x, index, grad, done, k, pieces)
     return steps
 
 
+def _images(parametrization: Parametrization, params: torch.Tensor) -> torch.Tensor:
+    """The images of `params` without gradients (for pixels: `params` itself)."""
+    with torch.no_grad():
+        return parametrization(params)
+
+
 def _gradient(model, moving: torch.Tensor, objective: Objective, pieces: AscentPieces
               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(d (objective - penalties) / d images, objective values on the CPU) for the moving images."""
-    seen = moving
+    """(d (objective - penalties) / d parameters, objective values on the CPU) for the moving images."""
+    images = pieces.parametrization(moving)
+    seen = images
     for transform in pieces.transforms:
         seen = transform(seen)
     value = objective(capture(model, seen, objective))
     target = value.sum()
     for regularizer in pieces.regularizers:
-        target = target - regularizer(moving).sum()
+        target = target - regularizer(images).sum()
     (grad,) = torch.autograd.grad(target, moving)
     return grad, value.detach().float().cpu()
 
@@ -307,6 +338,4 @@ def _update(x: torch.Tensor, index: torch.Tensor, grad: torch.Tensor, done: torc
     full[index.to(x.device)] = grad
     rows = index[~done].to(x.device)
     moved = pieces.step(x, full, step)[rows]
-    for operation in pieces.post_step:
-        moved = operation(moved)
-    x[rows] = moved
+    x[rows] = pieces.parametrization.project(moved, pieces.post_step)

@@ -45,6 +45,7 @@ from cnnscope.errors import UserError, check_choice, check_positive, check_whole
 from cnnscope.optvis.ascent import AscentSettings, ascend
 from cnnscope.optvis.callbacks import Callback, ProgressBar
 from cnnscope.optvis.objectives import Objective, objective_values, resolve_layer, validate
+from cnnscope.optvis.parametrizations import PARAMETRIZATIONS
 from cnnscope.runtime import device_of, using_threads
 
 MODES = ("downscale", "octaves", "native")
@@ -76,6 +77,8 @@ class DreamSettings:
     px: float = 4.0  # octaves: photo pixels per network pixel at the finest octave
     tile: int = 0  # native: tile side (multiple of 28); 0 = whole photo (tiled above the limit)
     seed: int = 0
+    param: str = "pixel"  # parametrisation of the ascent: pixel, fourier or maco (optvis.parametrizations)
+    valid_pixels: bool = False  # keep the dreamed images inside the range of real pixels
 
     def resolved(self) -> DreamSettings:
         """A copy with the mode's defaults filled in, checked (UserError on bad values)."""
@@ -101,6 +104,7 @@ class DreamSettings:
         if self.tile and self.tile % NETWORK_SIZE:
             raise UserError(f"tile must be a multiple of {NETWORK_SIZE} pixels (or 0 for none), got {self.tile}")
         check_whole("seed", self.seed, minimum=0)
+        check_choice("parametrization", self.param, PARAMETRIZATIONS)
         return self
 
 
@@ -431,7 +435,7 @@ class _Runner:
         return AscentSettings(
             steps=int(s.steps), epsilon=float(s.epsilon), rule="normalized",
             standardize=s.mode == "downscale",  # the articles' OIP loop; octaves/native keep the photo's scale
-            jitter=int(s.jitter), snapshot_steps=(), seed=int(seed),
+            jitter=int(s.jitter), snapshot_steps=(), seed=int(seed), param=s.param, valid_pixels=bool(s.valid_pixels),
         )
 
     def ascend(self, x: torch.Tensor, name: str, seed: int) -> tuple[torch.Tensor, float, float]:
@@ -443,7 +447,10 @@ class _Runner:
         if self.progress:
             hooks.append(ProgressBar(description=name))
         result = ascend(self.model, x, self.objective, self.ascent_settings(seed), callbacks=hooks)
-        return result.images, float(result.values[0].mean()), float(result.values[-1].mean())
+        dreamed = result.images
+        if not torch.equal(result.start, x):  # another parametrisation: only the ascent's change is the dream's
+            dreamed = x + (result.images - result.start)
+        return dreamed, float(result.values[0].mean()), float(result.values[-1].mean())
 
     def ascend_tiled(self, x: torch.Tensor, tile: int, offset: tuple[int, int], name: str, seed: int
                      ) -> tuple[torch.Tensor, float, float, int]:
