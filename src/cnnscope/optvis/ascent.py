@@ -52,7 +52,7 @@ from cnnscope.optvis.parametrizations import (
 from cnnscope.optvis.post_step import Blur, Standardize
 from cnnscope.optvis.regularizers import TotalVariation
 from cnnscope.optvis.steps import Adam, NormalizedGradient
-from cnnscope.optvis.transforms import Jitter
+from cnnscope.optvis.transforms import Jitter, robustness
 
 RULES = ("normalized", "adam")
 
@@ -91,6 +91,7 @@ class AscentSettings:
 
     steps: int = 600
     epsilon: float = 0.01
+    epsilon_end: float | None = None  # normalized rule: step falls from epsilon to this on a half cosine (None: constant)
     rule: str = "normalized"  # or "adam"
     standardize: bool = True  # per-image standardisation after every step (articles)
     jitter: int = 0  # random roll of up to this many pixels each step (undone by the roll's gradient)
@@ -107,15 +108,24 @@ class AscentSettings:
     param: str = "pixel"  # parametrisation: pixel (articles), fourier or maco (optvis.parametrizations)
     valid_pixels: bool = False  # squash every image into the range of real pixels (sigmoid, model's normalisation)
     fourier_decay: float = 1.0  # fourier: coefficients scaled by 1 / frequency**decay
+    shift: float = 0.0  # random roll of up to this fraction of the image side each step (0.07: 2 px at 28)
+    zoom: float = 0.0  # random rescaling by 1 +- this fraction each step
+    rotate: float = 0.0  # random turn of up to this many degrees each step
 
     def check(self) -> AscentSettings:
         """Raise UserError on a bad value (non-positive steps/epsilon, NaN, unknown rule)."""
         check_whole("steps", self.steps, minimum=1)
         check_positive("epsilon", self.epsilon)
+        if self.epsilon_end is not None:
+            check_positive("epsilon end", self.epsilon_end)
         check_choice("step rule", self.rule, RULES)
         check_choice("parametrization", self.param, PARAMETRIZATIONS)
         check_positive("fourier decay", self.fourier_decay, allow_zero=True)
         check_whole("jitter", self.jitter, minimum=0)
+        for name, value, below in (("shift", self.shift, 0.5), ("zoom", self.zoom, 1.0), ("rotate", self.rotate, 180.0)):
+            check_positive(name, value, allow_zero=True)
+            if not float(value) < below:
+                raise UserError(f"{name} must be below {below:g}, got {value!r}", name)
         check_positive("blur", self.blur, allow_zero=True)
         check_positive("tv weight", self.tv_weight, allow_zero=True)
         check_positive("tolerance", self.tolerance, allow_zero=True)
@@ -135,9 +145,11 @@ class AscentSettings:
     def pieces(self, model=None) -> AscentPieces:
         """Fresh pieces for one ascent (seeded transforms, a step rule without state); `model`
         gives valid pixels its input normalisation."""
-        step = NormalizedGradient(self.epsilon) if self.rule == "normalized" else Adam(self.epsilon, self.adam_betas)
+        step = (NormalizedGradient(self.epsilon, self.epsilon_end, int(self.steps)) if self.rule == "normalized"
+                else Adam(self.epsilon, self.adam_betas))
         return AscentPieces(
-            transforms=[Jitter(self.jitter, self.seed)] if self.jitter else [],
+            transforms=[*([Jitter(self.jitter, self.seed)] if self.jitter else []),
+                        *robustness(self.shift, self.zoom, self.rotate, self.seed)],
             regularizers=[TotalVariation(self.tv_weight)] if self.tv_weight else [],
             step=step,
             post_step=[*([Blur(self.blur)] if self.blur > 0 else []), *([Standardize()] if self.standardize else [])],
