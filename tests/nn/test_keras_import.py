@@ -6,7 +6,9 @@ The fixtures in tests/fixtures/keras were made by tools/make_keras_fixtures.py; 
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 import zipfile
 from pathlib import Path
@@ -345,3 +347,200 @@ def test_import_keras_per_pixel_on_the_command_line(tmp_path, capsys):
     mean, std = articles_pixel_statistics(None)
     assert config["spec"]["normalization"]["mode"] == "per_pixel"
     assert torch.equal(model.normalize.pixel_mean, mean) and torch.equal(model.normalize.pixel_std, std)
+
+
+# ---- hostile files: bounded reads, no reads of other files, one-line errors -------------------
+KERNEL = "model_weights/Conv2D_1/Conv2D_1/kernel:0"
+
+
+def edited_h5(tmp_path: Path, edit) -> Path:
+    """A copy of articles_k2.h5 changed by `edit(handle, tmp_path)` (h5py, read-write)."""
+    target = tmp_path / "edited.h5"
+    shutil.copy(FIXTURES / "articles_k2.h5", target)
+    with h5py.File(target, "r+") as handle:
+        edit(handle, tmp_path)
+    return target
+
+
+def secret_file(tmp_path: Path) -> Path:
+    """Another local file a hostile model would like cnnscope to read into the weights it writes."""
+    secret = tmp_path / "secret.h5"
+    with h5py.File(secret, "w") as handle:
+        handle["data"] = np.full((3, 3, 1, 32), 7.0, dtype=np.float32)
+        handle.create_group("group")
+    return secret
+
+
+def replace_dataset(name, make):
+    def edit(handle, tmp_path):
+        del handle[name]
+        make(handle, name, tmp_path)
+    return edit
+
+
+def external_link(handle, name, tmp_path):
+    handle[name] = h5py.ExternalLink(str(secret_file(tmp_path)), "/data")
+
+
+def external_group(handle, name, tmp_path):
+    handle[name] = h5py.ExternalLink(str(secret_file(tmp_path)), "/group")
+
+
+def external_storage(handle, name, tmp_path):
+    raw = tmp_path / "secret.raw"
+    raw.write_bytes(np.full(288, 7.0, dtype=np.float32).tobytes())
+    handle.create_dataset(name, shape=(3, 3, 1, 32), dtype="float32", external=[(str(raw), 0, 288 * 4)])
+
+
+def virtual_dataset(handle, name, tmp_path):
+    layout = h5py.VirtualLayout(shape=(3, 3, 1, 32), dtype="float32")
+    layout[:] = h5py.VirtualSource(str(secret_file(tmp_path)), "data", shape=(3, 3, 1, 32))
+    handle.create_virtual_dataset(name, layout)
+
+
+def declared_huge(handle, name, tmp_path):
+    """10^11 values declared, nothing written: a few KB on disk, 400 GB if read."""
+    handle.create_dataset(name, shape=(10**5, 10**6), dtype="float32", chunks=(1, 1000), compression="gzip")
+
+
+def integers(handle, name, tmp_path):
+    handle[name] = np.ones((3, 3, 1, 32), dtype=np.int64)
+
+
+def poisoned(handle, name, tmp_path):
+    values = np.zeros((3, 3, 1, 32), dtype=np.float32)
+    values[1, 1, 0, 5] = np.nan
+    handle[name] = values
+
+
+def model_config_edit(change):
+    def edit(handle, tmp_path):
+        config = json.loads(handle.attrs["model_config"])
+        handle.attrs["model_config"] = change(config)
+    return edit
+
+
+def first_conv(config):
+    return config["config"]["layers"][0]["config"] if config["config"]["layers"][0]["class_name"] == "Conv2D" \
+        else config["config"]["layers"][1]["config"]
+
+
+HOSTILE_H5 = {
+    "external link as a weight": (replace_dataset(KERNEL, external_link), ["external link to", "secret.h5", "refused"]),
+    "external link as a layer group": (replace_dataset("model_weights/Conv2D_2", external_group), ["'Conv2D_2'", "external link"]),
+    "external link as model_weights": (replace_dataset("model_weights", external_group), ["'model_weights'", "external link"]),
+    "external raw storage": (replace_dataset(KERNEL, external_storage), ["external storage", "refused"]),
+    "virtual dataset of another file": (replace_dataset(KERNEL, virtual_dataset), ["external storage", "refused"]),
+    "declared-huge dataset": (replace_dataset(KERNEL, declared_huge), ["declares the shape [100000, 1000000]"]),
+    "integer weights": (replace_dataset(KERNEL, integers), ["dtype int64", "must be floats"]),
+    "NaN weight": (replace_dataset(KERNEL, poisoned), ["kernel:0", "NaN or infinite"]),
+    "model_config not JSON": (lambda handle, _: handle.attrs.__setitem__("model_config", "{oops"), ["malformed model config"]),
+    "filters as text": (model_config_edit(lambda c: (first_conv(c).update(filters="many"), json.dumps(c))[1]),
+                        ["malformed config", "ValueError"]),
+    "kernel_size missing": (model_config_edit(lambda c: (first_conv(c).pop("kernel_size"), json.dumps(c))[1]),
+                            ["malformed config", "KeyError"]),
+    "10^9 filters": (model_config_edit(lambda c: (first_conv(c).update(filters=10**9), json.dumps(c))[1]),
+                     ["filters of Conv2D_1 must be a whole number from 1 to 4,096"]),
+    "a layer that is no object": (model_config_edit(lambda c: (c["config"]["layers"].append(3), json.dumps(c))[1]),
+                                  ["malformed model config"]),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_H5)
+def test_hostile_h5_files_are_refused_in_one_line(tmp_path, case):
+    edit, words = HOSTILE_H5[case]
+    with pytest.raises(UserError) as error:
+        import_keras(edited_h5(tmp_path, edit))
+    assert all(word in str(error.value) for word in words) and "\n" not in str(error.value), str(error.value)
+
+
+def rezipped(tmp_path: Path, members: dict[str, bytes] | None = None, compression=zipfile.ZIP_DEFLATED) -> Path:
+    """variety_k3.keras rewritten with some members replaced."""
+    target = tmp_path / "hostile.keras"
+    with zipfile.ZipFile(FIXTURES / "variety_k3.keras") as archive, zipfile.ZipFile(target, "w", compression) as out:
+        for name in archive.namelist():
+            out.writestr(name, (members or {}).get(name, archive.read(name)))
+    return target
+
+
+def patch_central_directory(path: Path, member: str, offset: int, value: bytes) -> Path:
+    """Overwrite bytes of `member`'s central-directory entry (sizes at 20/24, flags at 8)."""
+    data = bytearray(path.read_bytes())
+    start = 0
+    while True:
+        start = data.index(b"PK\x01\x02", start)
+        name_length = int.from_bytes(data[start + 28:start + 30], "little")
+        if data[start + 46:start + 46 + name_length] == member.encode():
+            data[start + offset:start + offset + len(value)] = value
+            path.write_bytes(bytes(data))
+            return path
+        start += 4
+
+
+def weights_with(edit) -> bytes:
+    """model.weights.h5 of variety_k3.keras changed by `edit(handle)`."""
+    with zipfile.ZipFile(FIXTURES / "variety_k3.keras") as archive:
+        data = archive.read("model.weights.h5")
+    buffer = io.BytesIO(data)
+    with h5py.File(buffer, "r+") as handle:
+        edit(handle)
+    return buffer.getvalue()
+
+
+def keras_external_link(tmp_path):
+    secret = secret_file(tmp_path)
+
+    def edit(handle):
+        del handle["layers/conv2d/vars/0"]
+        handle["layers/conv2d/vars/0"] = h5py.ExternalLink(str(secret), "/data")
+    return rezipped(tmp_path, {"model.weights.h5": weights_with(edit)})
+
+
+def corrupt_deflate(tmp_path):
+    path = rezipped(tmp_path)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"config.json") + len("config.json") + 40  # inside its deflate stream
+    data[start:start + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    return path
+
+
+HOSTILE_KERAS = {
+    "config.json inflating to 17 MiB": (lambda t: rezipped(t, {"config.json": b" " * (17 * 2**20)}),
+                                        ["config.json inside declares 17,825,792 bytes", "at most 16,777,216"]),
+    "weights declaring 4 GB": (lambda t: patch_central_directory(rezipped(t), "model.weights.h5", 24,
+                                                                 (4 * 10**9).to_bytes(4, "little")),
+                               ["model.weights.h5 inside declares 4,000,000,000 bytes"]),
+    "config.json lying about its size": (lambda t: patch_central_directory(rezipped(t), "config.json", 24,
+                                                                           (100).to_bytes(4, "little")),
+                                         ["is not a readable .keras file"]),
+    "corrupt deflate stream": (corrupt_deflate, ["is not a readable .keras file"]),
+    "encrypted member": (lambda t: patch_central_directory(rezipped(t), "config.json", 8, b"\x01\x00"),
+                         ["is not a readable .keras file"]),
+    "external link in model.weights.h5": (keras_external_link, ["external link to", "refused"]),
+    "weights.h5 that is no HDF5": (lambda t: rezipped(t, {"model.weights.h5": b"\x89HDF\r\n\x1a\n" + bytes(100)}),
+                                   ["model.weights.h5 inside is not readable"]),
+    "10^9 units": (lambda t: edited_keras_file(t, lambda c: layer_config(c, "d_tanh").update(units=10**9)),
+                   ["units of d_tanh must be a whole number from 1 to 65,536"]),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_KERAS)
+def test_hostile_keras_archives_are_refused_in_one_line(tmp_path, case):
+    make, words = HOSTILE_KERAS[case]
+    with pytest.raises(UserError) as error:
+        import_keras(make(tmp_path))
+    assert all(word in str(error.value) for word in words) and "\n" not in str(error.value), str(error.value)
+
+
+def test_a_fifo_is_refused_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "model.h5")
+    with pytest.raises(UserError, match="is not a regular file"):
+        import_keras(tmp_path / "model.h5")
+
+
+def test_external_links_are_refused_by_the_cli_and_nothing_is_written(tmp_path, capsys):
+    model_file = edited_h5(tmp_path, replace_dataset(KERNEL, external_link))
+    assert_cli_error(tmp_path, capsys, model_file, "external link to", "secret.h5")
+    model_file = keras_external_link(tmp_path)
+    assert_cli_error(tmp_path, capsys, model_file, "external link to")

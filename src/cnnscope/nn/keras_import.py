@@ -332,7 +332,10 @@ def keras_spec(keras_file: KerasFile, normalization: Normalization) -> ModelSpec
                             "supports softmax only in the last layer")
     if kinds.count("flatten") > 1:
         raise UserError(f"{path} has more than one Flatten layer; cnnscope supports exactly one")
-    return ModelSpec(tuple(specs), in_channels=in_channels, image_size=image_size, normalization=normalization)
+    try:
+        return ModelSpec(tuple(specs), in_channels=in_channels, image_size=image_size, normalization=normalization)
+    except UserError as exc:
+        raise UserError(f"{path}: {exc}", exc.parameter) from None
 
 
 def _input_size(shape, path: Path) -> tuple[int, int]:
@@ -366,9 +369,12 @@ def _pair(value, default: int) -> tuple[int, int]:
 
 
 def _checked_layer_spec(layer: dict, path: Path) -> LayerSpec:
-    """`_layer_spec`, with a UserError naming the layer for config values of the wrong type."""
+    """`_layer_spec`, with a UserError naming the file and the layer for config values of the
+    wrong type or beyond the limits of a spec."""
     try:
         return _layer_spec(layer, path)
+    except UserError as exc:
+        raise exc if str(path) in str(exc) else UserError(f"{path}: {exc}", exc.parameter) from None
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
         name = layer["config"].get("name", "?") if isinstance(layer.get("config"), dict) else "?"
         raise UserError(f"{path}: layer {name!r} ({layer.get('class_name')}) has a malformed config: "
