@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -112,3 +115,35 @@ def test_file_image_and_batch(mnist, tmp_path):
     batch = to_batch([image, DigitImage(mnist.test_x[1], "one")])
     assert batch.shape == (2, 1, 28, 28) and batch.dtype == torch.float32
     assert torch.equal(batch[1:], to_tensor(mnist.test_x[1:2]))
+
+
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP", "PPM", "TGA"])
+def test_damaged_image_files_are_user_errors_or_digits(mnist, tmp_path, image_format):
+    """40 seeded damages (changed bytes, truncation) of a real MNIST digit in each format: every
+    file gives a 28x28 digit or a one-line UserError, never another exception."""
+    rng = np.random.default_rng(15)
+    buffer = io.BytesIO()
+    Image.fromarray(np.kron(255 - mnist.test_x[0], np.ones((2, 2), dtype=np.uint8))).convert("RGB").save(buffer, image_format)
+    original = buffer.getvalue()
+    outcomes = {"digit": 0, "refused": 0}
+    for case in range(40):
+        damaged = bytearray(original)
+        for position in rng.integers(0, len(damaged), rng.integers(1, 9)):
+            damaged[position] = int(rng.integers(0, 256))
+        if case % 3 == 0:
+            damaged = damaged[: int(rng.integers(1, len(damaged)))]
+        path = tmp_path / f"damaged{case}.{image_format.lower()}"
+        path.write_bytes(bytes(damaged))
+        try:
+            assert file_image(path).pixels.shape == (28, 28)
+            outcomes["digit"] += 1
+        except UserError as error:
+            assert "\n" not in str(error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0 and sum(outcomes.values()) == 40
+
+
+def test_a_fifo_image_is_refused_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "digit.png")
+    with pytest.raises(UserError, match="is not a file"):
+        load_image_file(tmp_path / "digit.png")

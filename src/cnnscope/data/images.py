@@ -14,6 +14,8 @@ make them from a data set or a picture file, `to_batch` turns them into the netw
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,8 +65,9 @@ def load_image_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS) -> Im
         raise UserError(f"{path} is not a readable image (expected PNG, JPEG, GIF, BMP, WebP, ...)") from None
     except Image.DecompressionBombError as exc:
         raise UserError(f"image {path} is too large to decode safely: {exc}") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise UserError(f"image {path} is corrupt or truncated: {exc}") from None
+    except (OSError, ValueError, SyntaxError, EOFError, zlib.error, struct.error, IndexError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"image {path} is corrupt or truncated: {first}") from None
 
 
 def mnist_style(image: Image.Image | np.ndarray) -> np.ndarray:
