@@ -8,6 +8,7 @@ reference evaluator (plain numpy) is the independent computation of what a graph
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -320,3 +321,18 @@ def test_other_spellings_of_same_padding(mnist, tmp_path):
         assert max_difference(model.probabilities(images), original(images)) <= TOLERANCE
     assert max_difference(imported_outputs(model, info, images[:2]),
                           graph_outputs(tmp_path / "spelled.onnx", images[:2])) <= TOLERANCE
+
+
+def test_nan_weights_and_fifos_are_refused_and_an_import_loads_through_the_checkpoint_checks(tmp_path, capsys):
+    model = CNN(variant_spec())
+    with torch.no_grad():
+        model.body.Dense_1.weight[3, 4] = float("nan")
+    with pytest.raises(UserError, match="hold NaN or infinite values"):
+        import_onnx(export(model, tmp_path / "nan.onnx"))
+    os.mkfifo(tmp_path / "fifo.onnx")
+    with pytest.raises(UserError, match="is not a regular file"):
+        import_onnx(tmp_path / "fifo.onnx")
+    good = export(CNN(variant_spec()), tmp_path / "good.onnx")
+    assert main(["import-onnx", str(good), "--out", str(tmp_path / "ck")]) == 0
+    loaded, config = load_checkpoint(tmp_path / "ck")  # the same validation as every checkpoint
+    assert config["weights_sha256"] and loaded.spec.layer_names == variant_spec().layer_names

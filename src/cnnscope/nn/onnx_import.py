@@ -102,6 +102,8 @@ def _load_model(path: Path):
         raise UserError(f"no such file: {path}")
     if path.is_dir():
         raise UserError(f"{path} is a folder; give the .onnx file")
+    if not path.is_file():
+        raise UserError(f"{path} is not a regular file (a FIFO or device?); give the .onnx file")
     size = path.stat().st_size
     if size > MAX_FILE_BYTES:
         raise UserError(f"{path} has {size:,} bytes; ONNX files up to {MAX_FILE_BYTES:,} bytes can be imported")
@@ -487,6 +489,8 @@ def import_onnx(path: str | os.PathLike, normalization: Normalization | None = N
     model = CNN(spec)
     for name, (weight, bias) in weights.items():
         module = getattr(model.body, name)
+        if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+            raise UserError(f"{graph.path}: the weights of {builder.sources[name]!r} hold NaN or infinite values")
         if tuple(module.weight.shape) != weight.shape or tuple(module.bias.shape) != bias.shape:
             raise UserError(f"{graph.path}: the weights of {builder.sources[name]!r} have shape {list(weight.shape)}, "
                             f"layer {name} needs {list(module.weight.shape)}")
