@@ -23,9 +23,10 @@ import numpy as np
 import torch
 
 from cnnscope.errors import UserError
-from cnnscope.nn.model import map_batches, per_image_standardize
+from cnnscope.nn.model import inference_copy, map_batches, per_image_standardize
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentResult, AscentSettings
+from cnnscope.optvis.regularizers import Diversity
 from cnnscope.optvis.starts import (
     DEFAULT_FACTORS,
     DEFAULT_SCALES,
@@ -35,10 +36,12 @@ from cnnscope.optvis.starts import (
     noise_seed,
 )
 from cnnscope.optvis.strategies import Superposition, run_batched
+from cnnscope.runtime import device_of
 
 PRECURSOR_SCALES = (2, 3, 4, 7)  # long-range grids for precursor candidates
 PRECURSOR_THRESHOLDS = (0.0, 0.5, 1.0, 1.5)  # 0: plain noise; t > 0: bright blobs where noise > t
 PRECURSOR_TAG = 7919  # separates precursor seeds from ordinary starts
+DIVERSITY_WEIGHT = 1.0  # diversity term: weight x mean cosine similarity of Gram matrices (in [0, 1])
 
 
 def target_key(objective: O.Objective) -> int:
@@ -128,6 +131,7 @@ class OipRun:
     extra: dict = field(default_factory=dict)
     starts: StartRecord | None = None  # every start's final image and value (the kept one included)
     strategy: dict = field(default_factory=lambda: {"name": "superposition"})
+    diverse: int = 0  # K starts per target pushed apart by the diversity term (0: off)
 
     @property
     def final(self) -> torch.Tensor:
@@ -165,6 +169,9 @@ def find_oips(
     device: torch.device | str | None = None,
     progress: bool = False,
     strategy: Superposition | None = None,
+    diverse: int = 0,
+    diversity_weight: float = DIVERSITY_WEIGHT,
+    diversity_layer: str | None = None,
 ) -> OipRun:
     """One OIP per objective: batched ascent from multi-scale noise (or `start`), best of `restarts`.
 
@@ -174,8 +181,13 @@ def find_oips(
     noise images) for `precursor_steps` steps and runs the best one in full.
     `start`: a 1 x 1 x H x W (or M x 1 x H x W) standardised image every target starts from
     instead of noise (no restarts or precursor then).
+    `diverse=K`: K starts per target in one batch (all kept in `run.starts`, the best as the OIP),
+    pushed apart by Olah et al. (2017)'s diversity term: `diversity_weight` x the mean cosine
+    similarity of the Gram matrices of `diversity_layer`'s activations (default: the conv layer
+    before the target's, the deepest conv layer for dense targets and logits).
     """
     strategy = strategy or Superposition()
+    restarts, extra = _diversity(model, objectives, diverse, restarts, diversity_weight, diversity_layer)
     settings = (settings or AscentSettings()).check()
     settings = replace(settings, steps=strategy.total_steps(settings)).check()
     objectives = list(objectives)
@@ -201,11 +213,40 @@ def find_oips(
         kinds = ["noise"] * len(pairs)
     own = [start_seed(seed, objectives[i], r) for r, i in pairs]  # later stages add the target's own scales
     result = strategy.ascend(model, starts, [objectives[i] for r, i in pairs], settings,
-                             lambda: noise_components(len(pairs), size, scales, seeds=own), factors, run_kw)
+                             lambda: noise_components(len(pairs), size, scales, seeds=own), factors,
+                             {**run_kw, "regularizers": extra})
     return OipRun(objectives=objectives, **_best_starts(result, restarts, m, seeds, kinds), settings=settings,
                   scales=scales, factors=factors, restarts=restarts, precursor=precursor,
                   precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed,
-                  strategy=strategy.describe())
+                  strategy=strategy.describe(), diverse=int(diverse),
+                  extra={"diversity": {"layer": extra[0].layer, "weight": extra[0].weight}} if extra else {})
+
+
+def default_diversity_layer(model, objectives: Sequence[O.Objective]) -> str:
+    """The conv layer before the (first) target's layer; the deepest conv layer for dense targets."""
+    convs = model.layers_of_kind("conv")
+    if not convs:
+        raise UserError("diversity needs a conv layer for its Gram matrices; this model has none", "diverse")
+    target = O.resolve_layer(objectives[0].layers[0], model)
+    if target not in convs:
+        before = [c for c in convs if model.layer_names.index(c) < model.layer_names.index(target)]
+        return before[-1] if before else convs[0]
+    position = convs.index(target)
+    return convs[max(position - 1, 0)]
+
+
+def _diversity(model, objectives, diverse, restarts, weight, layer) -> tuple[int, list]:
+    """(starts per target, [the Diversity term]) for `diverse` (0: (restarts, []))."""
+    if isinstance(diverse, bool) or int(diverse) != diverse or diverse < 0 or diverse == 1:
+        raise UserError(f"diverse must be 0 (off) or a whole number of starts >= 2, got {diverse!r}", "diverse")
+    if not diverse:
+        return restarts, []
+    if restarts not in (1, diverse):
+        raise UserError(f"diverse {diverse} and restarts {restarts} disagree; give one of them", "diverse")
+    layer = model.check_layer(layer) if layer is not None else default_diversity_layer(model, objectives)
+    groups = torch.arange(len(objectives)).repeat(int(diverse))  # start r of target i at r * M + i
+    fast = inference_copy(model, channels_last=device_of(model).type == "cpu")
+    return int(diverse), [Diversity(fast, layer, groups, weight)]
 
 
 def _check_find_options(model, objectives, strategy, restarts, precursor, precursor_steps, chunk_size, start,
@@ -411,6 +452,8 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
         "precursor": run.precursor,
         "precursor_steps": run.precursor_steps,
         "strategy": run.strategy,
+        "diverse": run.diverse,
+        **({"diversity": run.extra["diversity"]} if "diversity" in run.extra else {}),
         "space": "standardised network input (after the model's normalisation)",
         "quality": quality(run),
         "targets": [],

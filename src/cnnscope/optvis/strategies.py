@@ -33,8 +33,12 @@ def _pad_result(result: AscentResult, steps: int, snapshot_steps: Sequence[int])
 def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], settings: AscentSettings,
                 chunk_size: int = 512, device: torch.device | str | None = None,
                 callbacks: Sequence[Callback] = (), progress: bool = False,
-                description: str = "ascent") -> AscentResult:
-    """`ascend` image i against objectives[i] for all i, in chunks; results merged in order."""
+                description: str = "ascent", regularizers: Sequence = ()) -> AscentResult:
+    """`ascend` image i against objectives[i] for all i, in chunks; results merged in order.
+
+    `regularizers` are added to the settings' own, narrowed to each chunk by their `select`
+    (e.g. `regularizers.Diversity`, whose groups then only meet within a chunk).
+    """
     if len(objectives) != starts.shape[0]:
         raise ValueError(f"{len(objectives)} objectives for {starts.shape[0]} starts")
     device = torch.device(device) if device is not None else device_of(model)
@@ -49,7 +53,9 @@ def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], 
             label = description if len(chunks) == 1 else f"{description} {number + 1}/{len(chunks)}"
             hooks.append(ProgressBar(label))
         objective = O.per_element(objectives[begin:end])
-        result = ascend(model, starts[begin:end].to(device), objective, settings, hooks)
+        extra = [r.select(torch.arange(begin, end)) for r in regularizers]
+        penalties = [*settings.pieces(model).regularizers, *extra] if extra else None
+        result = ascend(model, starts[begin:end].to(device), objective, settings, hooks, regularizers=penalties)
         parts.append(_pad_result(result, steps, snapshot_steps))
     snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in parts[0].snapshots
                  if all(step in p.snapshots for p in parts)}
