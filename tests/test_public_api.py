@@ -14,6 +14,7 @@ def test_every_public_name_resolves():
     assert cnnscope.objectives.channel("Conv2D_3", 1).name == "Conv2D_3:1"
     assert cnnscope.find_oips.__module__ == "cnnscope.optvis.oip"
     assert cnnscope.from_torch.__module__ == "cnnscope.nn.torch_model"
+    assert callable(cnnscope.dream) and cnnscope.dream.__name__ == "dream"  # the function, not its module
     assert cnnscope.explore.__module__ == "cnnscope.app.explorer.python_api"
 
 

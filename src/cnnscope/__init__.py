@@ -33,7 +33,7 @@ _MODULES = {
     "cnnscope.nn.torch_model": ("from_torch", "TorchModel"),
     "cnnscope.data.mnist": ("load_mnist", "to_tensor"),
     "cnnscope.data.photos": ("load_photo",),
-    "cnnscope.data.images": ("mnist_style",),
+    "cnnscope.data.images": ("mnist_style", "dataset_images"),
     "cnnscope.training.settings": ("TrainSettings", "recipe_settings"),
     "cnnscope.training.loop": ("train",),
     "cnnscope.training.runs": ("run_training",),
@@ -42,6 +42,7 @@ _MODULES = {
     "cnnscope.optvis.ascent": ("ascend", "AscentSettings"),
     "cnnscope.optvis.oip": ("find_oips", "map_objectives", "logit_objectives", "add_dataset_max", "quality"),
     "cnnscope.optvis.starts": ("multiscale_noise",),
+    "cnnscope.optvis.strategies": ("CoarseToFine",),
     "cnnscope.optvis.dream": ("dream", "DreamSettings"),
     "cnnscope.analysis.evaluation": ("evaluate",),
     "cnnscope.analysis.patterns": ("class_patterns",),
@@ -49,10 +50,15 @@ _MODULES = {
     "cnnscope.analysis.compare": ("compare_models", "linear_cka", "match_units"),
     "cnnscope.figures.oip": ("zoo_picture", "evolution_strip"),
     "cnnscope.figures.activations": ("layer_figure",),
+    "cnnscope.figures.training": ("curves_figure",),
+    "cnnscope.figures.evaluation": ("confusion_figure",),
+    "cnnscope.figures.patterns": ("pattern_figure", "separating_figure"),
+    "cnnscope.figures.attribution": ("explanation_figure",),
     "cnnscope.figures.dream": ("render_panel",),
     "cnnscope.figures.render": ("to_pil",),
     "cnnscope.app.explorer.python_api": ("explore",),
 }
+_SUBMODULES = ("objectives",)  # names that are a module themselves (`cnnscope.dream` is the function)
 _API = {name: module for module, names in _MODULES.items() for name in names}
 
 __all__ = ["__version__", *_API]
@@ -63,7 +69,7 @@ def __getattr__(name: str):
     if module_name is None:
         raise AttributeError(f"module 'cnnscope' has no attribute {name!r}")
     module = importlib.import_module(module_name)
-    value = module if module_name.endswith("." + name) else getattr(module, name)
+    value = module if name in _SUBMODULES else getattr(module, name)
     globals()[name] = value
     return value
 

@@ -41,6 +41,14 @@ class LayerFigure:
     color_scale: render.ColorScale
     stats: list[dict] = field(default_factory=list)
 
+    def _repr_png_(self) -> bytes:
+        """The picture as PNG bytes: a layer figure shows itself in Jupyter."""
+        from io import BytesIO
+
+        buffer = BytesIO()
+        render.to_pil(self.image).save(buffer, format="PNG")
+        return buffer.getvalue()
+
     def pixel_center(self, panel: int, index: int, y: int = 0, x: int = 0) -> tuple[int, int]:
         """Picture coordinates (row, column) of pixel (y, x) of map/node `index` in panel `panel`."""
         cy, cx = self.layout.pixel_center(index, y, x)

@@ -21,7 +21,7 @@ DIGIT_SCALE = 1  # top images at their own 28 x 28 (three rows match the OIP's h
 
 def cka_heatmap(comparison: Comparison, i: int = 0, j: int = 1):
     """Linear CKA of every layer of model i (rows) with every layer of model j (columns)."""
-    from matplotlib.figure import Figure
+    from cnnscope.figures.notebook import NotebookFigure as Figure  # shows itself in Jupyter
 
     matrix = comparison.pair(i, j).cka
     rows, cols = comparison.layers[i], comparison.layers[j]
@@ -46,7 +46,7 @@ def cka_heatmap(comparison: Comparison, i: int = 0, j: int = 1):
 def cka_diagonal_figure(comparison: Comparison):
     """Per layer, the CKA of a layer with the same layer of the other model; one line per pair
     (with more than two models, the mean over pairs and the range)."""
-    from matplotlib.figure import Figure
+    from cnnscope.figures.notebook import NotebookFigure as Figure  # shows itself in Jupyter
 
     layers = comparison.layers[0]
     values = {layer: [] for layer in layers}
@@ -79,7 +79,7 @@ def cka_diagonal_figure(comparison: Comparison):
 
 def match_histograms(matches: Sequence[LayerMatch], title: str = ""):
     """One histogram per layer of the matched correlations, with the partner threshold."""
-    from matplotlib.figure import Figure
+    from cnnscope.figures.notebook import NotebookFigure as Figure  # shows itself in Jupyter
 
     figure = Figure(figsize=(3.0 * len(matches), 2.8))
     axes = np.atleast_1d(figure.subplots(1, len(matches), squeeze=False)[0])
@@ -98,7 +98,7 @@ def match_histograms(matches: Sequence[LayerMatch], title: str = ""):
 
 def pairwise_figure(names: Sequence[str], tables: dict[str, np.ndarray], what: str = "CKA of the same layer"):
     """For a sweep: per layer, the N x N table of a pairwise figure (e.g. same-layer CKA)."""
-    from matplotlib.figure import Figure
+    from cnnscope.figures.notebook import NotebookFigure as Figure  # shows itself in Jupyter
 
     count = len(tables)
     figure = Figure(figsize=(0.5 + 2.6 * count, 3.2))

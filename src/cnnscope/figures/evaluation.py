@@ -14,8 +14,9 @@ from cnnscope.analysis.evaluation import Evaluation
 def confusion_figure(evaluation: Evaluation, title: str | None = None):
     """The confusion matrix (counts, log-coloured off the diagonal) with per-class accuracy."""
     from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from cnnscope.figures.notebook import NotebookFigure as Figure  # shows itself in Jupyter
 
     matrix = evaluation.confusion()
     classes = evaluation.num_classes
@@ -59,7 +60,7 @@ def _square(index: int, color: str):
 
 def mistakes_figure(evaluation: Evaluation, images: np.ndarray, count: int = 24, columns: int = 8):
     """The most confident mistakes: each image with its index, true and predicted class."""
-    from matplotlib.figure import Figure
+    from cnnscope.figures.notebook import NotebookFigure as Figure  # shows itself in Jupyter
 
     mistakes = evaluation.most_confident_mistakes(count)
     if not mistakes:

@@ -22,8 +22,9 @@ def curves_figure(history: Sequence[EpochRecord] | Sequence[dict], settings: Tra
     Returns:
         A matplotlib figure (three panels).
     """
-    from matplotlib.figure import Figure
     from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    from cnnscope.figures.notebook import NotebookFigure as Figure  # shows itself in Jupyter
 
     rows = [r if isinstance(r, dict) else asdict(r) for r in history]
     epochs = [r["epoch"] for r in rows]
