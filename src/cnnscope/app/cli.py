@@ -97,8 +97,9 @@ def run_command(argv: list[str]) -> int:
         return int(args._run(args) or 0)
     except UserError as exc:
         flag = option_for(args._parser, exc.parameter)
-        where = f"{flag}: " if flag and flag not in str(exc) else ""
-        sys.stderr.write(f"cnnscope {args.command}: error: {where}{exc}\n")
+        message = " ".join(str(exc).splitlines())  # one line, whatever text the user gave
+        where = f"{flag}: " if flag and flag not in message else ""
+        sys.stderr.write(f"cnnscope {args.command}: error: {where}{message}\n")
         return 2
 
 

@@ -13,11 +13,28 @@ import numpy as np
 
 from cnnscope.analysis.attribution import METHODS
 from cnnscope.analysis.layers import viewable_layers
+from cnnscope.app.limits import MAX_TEXT
 from cnnscope.errors import UserError, check_choice
 from cnnscope.nn.keras_import import NORMALIZE_CHOICES
 from cnnscope.nn.spec import Normalization, default_spec
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.objectives import Objective, channel, layer, weighted
+
+
+def whole_text(text: str) -> int | None:
+    """The integer written in `text` as ASCII digits with an optional minus sign, else None."""
+    text = text.strip()
+    digits = text[1:] if text.startswith("-") else text
+    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 100:
+        return None
+    return int(text)
+
+
+def check_text(text: str, what: str) -> str:
+    """`text` if it is at most MAX_TEXT characters long, else UserError (before it is split or expanded)."""
+    if len(text) > MAX_TEXT:
+        raise UserError(f"{what} is {len(text)} characters long; the limit is {MAX_TEXT}")
+    return text
 
 
 def _parse_number(text: str, what: str) -> float:
@@ -33,27 +50,27 @@ def _parse_number(text: str, what: str) -> float:
 def _parse_int(text: str, what: str) -> int:
     try:
         return int(text.strip())
-    except ValueError:
+    except ValueError:  # also for more than 4300 digits
         raise UserError(f"{what} must be a whole number, got {text!r}") from None
 
 
 def parse_layer_mix(text: str) -> Objective:
     """"Conv2D_2:1.0,Conv2D_3:2.0" (weight optional, default 1) -> weighted layer objectives."""
     parts = []
-    for item in (text or "").split(","):
+    for item in check_text(text or "", "layer mix").split(","):
         item = item.strip()
         if not item:
             raise UserError(f"layer mix {text!r} has an empty entry; expected e.g. 'Conv2D_2:1.0,Conv2D_3:2.0'")
         name, _, weight = item.partition(":")
         if not name.strip():
             raise UserError(f"layer mix entry {item!r} has no layer name; expected LAYER[:WEIGHT]")
-        parts.append((layer(name.strip()), _parse_number(weight, f"weight of {name.strip()}") if weight else 1.0))
+        parts.append((layer(name.strip()), _parse_number(weight, f"weight of {name.strip()!r}") if weight else 1.0))
     return weighted(parts)
 
 
 def parse_map(text: str) -> Objective:
     """"Conv2D_3:56" -> channel; "Conv2D_3:56,12" -> sum of the channels 56 and 12."""
-    name, sep, maps = (text or "").partition(":")
+    name, sep, maps = check_text(text or "", "map text").partition(":")
     if not sep or not name.strip() or not maps.strip():
         raise UserError(f"map {text!r} must look like LAYER:MAP[,MAP...], e.g. 'Conv2D_3:56'")
     numbers = [_parse_int(m, "map number") for m in maps.split(",")]
@@ -75,14 +92,15 @@ def objective_from_text(maps: Sequence[str] = (), layer: str | None = None, laye
 
 def parse_digits(text: str | Sequence[int], num_classes: int = 10) -> tuple[int, int]:
     """'4,9' -> (4, 9); UserError unless two different digits in 0..num_classes-1."""
-    parts = [p.strip() for p in text.split(",")] if isinstance(text, str) else [str(p) for p in text]
+    parts = [p.strip() for p in check_text(text, "digits").split(",")] if isinstance(text, str) else [str(p) for p in text]
     if len(parts) != 2:
         raise UserError(f"digits must be two digits like 4,9; got {text!r}")
     digits = []
     for part in parts:
-        if not part.lstrip("-").isdigit() or not 0 <= int(part) < num_classes:
+        digit = whole_text(part)
+        if digit is None or not 0 <= digit < num_classes:
             raise UserError(f"digit {part!r} is not in 0..{num_classes - 1}")
-        digits.append(int(part))
+        digits.append(digit)
     if digits[0] == digits[1]:
         raise UserError(f"digits must be two different digits; got {digits[0]} twice")
     return digits[0], digits[1]
@@ -121,6 +139,17 @@ def whole(what: str, value, low: int | None = None) -> int:
     return int(number)
 
 
+def bounded(what: str, value, low: int, high: int) -> int:
+    """`whole(what, value, low)`, also refused above `high` (a stated limit, checked before any allocation)."""
+    try:
+        number = whole(what, value, low)
+    except UserError as exc:
+        raise UserError(str(exc), what) from None  # the parameter, so the CLI names its flag
+    if number > high:
+        raise UserError(f"{what} must be at most {high}, got {value!r}", what)
+    return number
+
+
 def finite(what: str, value: float) -> float:
 
     if math.isnan(value) or math.isinf(value):
@@ -129,38 +158,43 @@ def finite(what: str, value: float) -> float:
 
 
 def parse_list(text: str, what: str, count: int) -> list[int] | None:
-    """'all' -> None; '3', '0-15,56' -> numbers (checked against 0..count-1)."""
+    """'all' -> None; '3', '0-15,56' -> numbers (checked against 0..count-1), without repeats, in order.
 
-    text = (text or "").strip()
+    Every number and range end is checked against 0..count-1 before a range is expanded, and the
+    text is at most MAX_TEXT characters, so the result holds at most `count` numbers.
+    """
+    text = check_text((text or "").strip(), f"{what} list")
     if text.lower() == "all":
         return None
-    numbers: list[int] = []
+    numbers: dict[int, None] = {}
     for item in text.split(","):
-        item = item.strip()
-        low, dash, high = item.partition("-")
-        try:
-            if dash and low:
-                first, last = int(low), int(high)
-                if last < first:
-                    raise UserError(f"{what} range {item!r} runs backwards")
-                numbers.extend(range(first, last + 1))
-            else:
-                numbers.append(int(item))
-        except ValueError:
-            raise UserError(f"{what} {item!r} is not a number or range; expected e.g. '120', '0-15,56' or 'all'") from None
-    for number in numbers:
-        if not 0 <= number < count:
-            raise UserError(f"{what} {number} out of range: valid {what}s are 0..{count - 1}")
-    return list(dict.fromkeys(numbers))
+        first, last = _list_item(item.strip(), what)
+        for number in (first, last):
+            if not 0 <= number < count:
+                raise UserError(f"{what} {number} out of range: valid {what}s are 0..{count - 1}")
+        numbers.update(dict.fromkeys(range(first, last + 1)))
+    return list(numbers)
+
+
+def _list_item(item: str, what: str) -> tuple[int, int]:
+    """'7' -> (7, 7); '0-15' -> (0, 15); UserError for anything else."""
+    low, dash, high = item.partition("-")
+    try:
+        first, last = (int(low), int(high)) if dash and low else (int(item), int(item))
+    except ValueError:
+        raise UserError(f"{what} {item!r} is not a number or range; expected e.g. '120', '0-15,56' or 'all'") from None
+    if last < first:
+        raise UserError(f"{what} range {item!r} runs backwards")
+    return first, last
 
 
 def parse_numbers(text: str, what: str, kind=float) -> list:
 
     values = []
-    for item in (text or "").split(","):
+    for item in check_text(text or "", f"{what} list").split(","):
         try:
             value = kind(item.strip())
-        except ValueError:
+        except (ValueError, OverflowError):
             raise UserError(f"{what} {item.strip()!r} is not a {'whole ' if kind is int else ''}number; "
                             f"give a comma-separated list like 3,7,14,28") from None
         if kind is float:
@@ -171,7 +205,7 @@ def parse_numbers(text: str, what: str, kind=float) -> list:
 
 def parse_node(text: str, layer: str, model):
     """'120' -> the centre of map 120; '120:1,1' -> pixel (1, 1) of map 120 (dense layers: unit 120)."""
-    map_text, _, where = text.partition(":")
+    map_text, _, where = check_text(text, "node").partition(":")
     unit = whole("node map", number(map_text, "node map"))
     if not where:
         return O.node(layer, unit)
@@ -183,7 +217,7 @@ def parse_node(text: str, layer: str, model):
 
 def number(text: str, what: str) -> float:
     try:
-        return float(text)
+        return float(check_text(text, what))
     except ValueError:
         raise UserError(f"{what} {text!r} is not a number") from None
 
@@ -191,11 +225,12 @@ def number(text: str, what: str) -> float:
 def parse_indices(values: list[str]) -> list[int]:
     indices = []
     for value in values:
-        for part in str(value).split(","):
+        for part in check_text(str(value), "index list").split(","):
             part = part.strip()
-            if not part.lstrip("-").isdigit():
+            index = whole_text(part)
+            if index is None:
                 raise UserError(f"index {part!r} is not a whole number")
-            indices.append(int(part))
+            indices.append(index)
     return indices
 
 
@@ -236,14 +271,14 @@ LAYOUT_KEYS = ("conv", "pools", "dense")
 def _parse_size(text: str, what: str, parameter: str) -> tuple[int, int]:
     """'3' -> (3, 3); '3x5' -> (3, 5)."""
     parts = text.strip().lower().split("x")
-    if len(parts) > 2 or not all(part.strip().lstrip("-").isdigit() for part in parts):
+    values = [whole_text(part) for part in parts]
+    if len(parts) > 2 or None in values:
         raise UserError(f"{what} {text.strip()!r} must be a whole number or HxW, e.g. 3 or 3x3", parameter)
-    values = [int(part) for part in parts]
     return (values[0], values[-1])
 
 
 def _layout_entries(text: str, what: str, parameter: str, example: str) -> list[list[str]]:
-    items = [item.strip() for item in (text or "").split(",")]
+    items = [item.strip() for item in check_text(text or "", what).split(",")]
     if not any(items) or not all(items):
         raise UserError(f"{what} {text!r} has an empty entry; expected e.g. {example!r}", parameter)
     return [item.split(":") for item in items]
@@ -406,7 +441,7 @@ def parse_grid(entries: Sequence[str] = (), path: str | None = None) -> dict[str
             raise UserError(f'grid file {path} must hold an object like {{"seed": [0, 1]}}', "grid file")
         grid.update({str(k).replace("-", "_"): v if isinstance(v, list) else [v] for k, v in loaded.items()})
     for text in entries:
-        name, sep, values = text.partition("=")
+        name, sep, values = check_text(text, "grid entry").partition("=")
         name = name.strip().replace("-", "_")
         if not sep or not name or not values.strip():
             raise UserError(f"grid entry must look like seed=0,1,2, got {text!r}", "grid")

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from cnnscope.app.commands import add_common_options
+from cnnscope.app.limits import MAX_COLUMNS
 from cnnscope.errors import UserError
 
 NAME = "activations"
@@ -42,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="shared: one colour range for all maps and images; per_map: each map its own; "
                              "standardize: the articles' standardise-and-clip view (default shared)")
     parser.add_argument("--numbers", action="store_true", help="write map / node numbers into the tiles")
-    parser.add_argument("--columns", type=int, default=None, metavar="N", help="tiles per row (default 8)")
+    parser.add_argument("--columns", type=int, default=None, metavar="N",
+                        help=f"tiles per row (default 8, at most {MAX_COLUMNS})")
     parser.add_argument("--out", default="out/activations", metavar="PATH",
                         help="folder, or a .png file (with several layers: FILE_<layer>.png); default out/activations")
 
@@ -107,14 +109,13 @@ def check_output_files(paths: dict[str, Path]) -> dict[str, Path]:
 
 
 def run(args) -> int:
-    from cnnscope.app.parsing import parse_layers
-    from cnnscope.errors import check_whole
+    from cnnscope.app.parsing import bounded, parse_layers
     from cnnscope.figures.activations import layer_figures
     from cnnscope.files import save_image, write_json, written_together
 
     started = time.perf_counter()
     if args.columns is not None:
-        check_whole("columns", args.columns, minimum=1)
+        bounded("columns", args.columns, 1, MAX_COLUMNS)
     model, config = load_model_for(args)
     layers = parse_layers(model, args.layer)
     images = load_inputs(args, config)
