@@ -38,7 +38,7 @@ def kernel_path(tmp_path_factory):
 
 def test_every_notebook_is_a_percent_script():
     paths = sorted(NOTEBOOKS.glob("*.py"))
-    assert len(paths) == 7
+    assert len(paths) >= 7  # one per article theme and "your own model"
     for path in paths:
         text = path.read_text()
         assert "# %%" in text and "import cnnscope" in text, path.name
