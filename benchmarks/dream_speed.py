@@ -76,6 +76,19 @@ def main() -> int:
 
     bench("downscale defaults (4 x 40 steps)", lambda: dream(model, photo, one_map, down), engine_downscale,
           args.repeats, target=3.0)
+    from floor import Floor
+    from oip_speed import articles_loop
+
+    def plain_downscale():
+        for _ in range(4):
+            articles_loop(model, "Conv2D_3", 56, x28, steps=40)
+
+    with using_threads(1):
+        plain = median_time(plain_downscale, args.repeats)
+        floor = Floor.measure(model, "Conv2D_3", batch=1, threads=1, backward="input")
+    name, value, _, _ = rows[-1]
+    print(f"  {floor.header()}")
+    print(f"  plain eager loop, 4 x 40 steps on 28x28: {plain:.3f} s; the dream: {floor.describe(160, value, plain)}")
 
     # octaves: 3 x 20 steps, default px 4 -> 91, 128 network pixels
     octaves = DreamSettings(mode="octaves", steps=20)

@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
+    from floor import Floor
+
     from cnnscope.analysis.patterns import class_indices, class_patterns, most_confusable
     from cnnscope.data.images import dataset_images
     from cnnscope.data.mnist import load_mnist, to_tensor
@@ -55,6 +57,8 @@ def main() -> None:
 
     model, _ = load_model(args.model)
     mnist = load_mnist()
+    floor = Floor.measure(model, None, batch=400, threads=torch.get_num_threads(), backward="none")
+    print(floor.header() + " (forward only)")
     out = Path(tempfile.mkdtemp(prefix="inspect_speed_"))
     print(f"torch threads: {torch.get_num_threads()}, cpu count: {os.cpu_count()}, "
           f"load average: {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
@@ -77,6 +81,7 @@ def main() -> None:
     print("\n1. all 7 layers of one image, computed + rendered + written as PNG + JSON")
     print(f"   first (cold) run {cold:.3f} s; median {warm:.3f} s  (target < 1 s: {warm / 1.0:.2f} of the budget)")
     print(f"   baseline: one forward pass {base * 1000:.2f} ms; ratio {warm / base:.0f}x (the rest is drawing + PNG encoding)")
+    print(f"   command: {floor.describe(1, warm, base)}; the forward pass alone: {floor.describe(1, base)}")
 
     # 2. patterns over 2 x 200 images
     x, y = mnist.images("test")
@@ -105,6 +110,7 @@ def main() -> None:
     print("\n2. patterns 4 vs 9 over 2 x 200 test images (Conv2D_3 + Dense_1, pictures, confusables, files)")
     print(f"   first (cold) run {cold:.3f} s; median {warm:.3f} s  (target < 10 s: {warm / 10.0:.2f} of the budget)")
     print(f"   baseline: forward pass of the 400 images {base * 1000:.1f} ms; ratio {warm / base:.0f}x")
+    print(f"   command: {floor.describe(400, warm, base)}; the forward pass alone: {floor.describe(400, base)}")
     print(f"\nfiles in {out}")
 
 

@@ -17,6 +17,8 @@ import os
 import statistics
 from dataclasses import replace
 
+from floor import Floor, plain_train_seconds_per_step
+
 import cnnscope  # noqa: F401  (first: the OpenMP wait policy before torch loads)
 from cnnscope.data.mnist import load_mnist
 from cnnscope.training.loop import train
@@ -38,6 +40,17 @@ def seconds_per_step(mnist, conv, dense, images: int) -> float:
     return record.seconds / record.step
 
 
+def plain_and_floor(mnist, conv, dense) -> tuple[float, Floor]:
+    """Seconds per step of the same layout in a plain eager loop (RMSprop, batch 64), and its floor."""
+    import torch
+
+    from cnnscope.training.state import new_model
+
+    model = new_model(replace(recipe_settings("seed"), conv=conv, dense=dense), 0.13, 0.31)
+    floor = Floor.measure(model, None, batch=64, threads=torch.get_num_threads(), backward="all")
+    return plain_train_seconds_per_step(model, mnist, 64, "rmsprop", 1e-3), floor
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1920, help="training images per measurement (default 1920)")
@@ -45,16 +58,22 @@ def main() -> None:
     args = parser.parse_args()
     mnist = load_mnist()
     times: dict[str, list[float]] = {name: [] for name in LAYOUTS}
+    plain: dict[str, list[float]] = {name: [] for name in LAYOUTS}
+    floors = {}
     for round_index in range(args.rounds):
         order = list(LAYOUTS) if round_index % 2 == 0 else list(reversed(LAYOUTS))
         for name in order:
             times[name].append(seconds_per_step(mnist, *LAYOUTS[name], args.images))
+            seconds, floors[name] = plain_and_floor(mnist, *LAYOUTS[name])
+            plain[name].append(seconds)
     baseline = statistics.median(times[next(iter(LAYOUTS))])
     print(f"load average {os.getloadavg()[0]:.1f}; {args.rounds} rounds of {args.images} images, batch 64")
-    print(f"{'layout':32} {'s/epoch':>8} {'ratio':>6}")
+    print(floors[next(iter(LAYOUTS))].header() + " (seed CNN; forward + input and weight gradients)")
+    print(f"{'layout':32} {'s/epoch':>8} {'ratio':>6}   against plain PyTorch and the floor")
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"{name:32} {median * STEPS_PER_EPOCH:8.0f} {median / baseline:6.2f}")
+        print(f"{name:32} {median * STEPS_PER_EPOCH:8.0f} {median / baseline:6.2f}   "
+              f"{floors[name].describe(64, median, statistics.median(plain[name]))}")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,28 @@ def articles_loop(model, layer: str, map_index: int, start: torch.Tensor, steps:
     return float(loss.detach()), True
 
 
+def plain_batched_loop(model, layer: str, starts: torch.Tensor, steps: int = 600, epsilon: float = 0.01) -> torch.Tensor:
+    """The articles' rule for all maps at once in a plain eager loop (image i chases map i, every
+    image runs every step): the plain-PyTorch baseline of the whole zoo. Returns the final values."""
+    from cnnscope.nn.model import per_image_standardize
+
+    prefix = model.prefix(layer, normalize=False).eval()
+    for parameter in prefix.parameters():
+        parameter.requires_grad_(False)
+    x, rows = starts.clone(), torch.arange(starts.shape[0])
+    for _ in range(steps):
+        x.requires_grad_(True)
+        values = prefix(x)[rows, rows].mean(dim=(-2, -1))
+        (grads,) = torch.autograd.grad(values.sum(), x)
+        grads = grads / (grads.pow(2).flatten(1).mean(dim=1).sqrt().view(-1, 1, 1, 1) + 1e-7)
+        x = per_image_standardize(x.detach() + grads * epsilon)
+    with torch.no_grad():
+        return prefix(x)[rows, rows].mean(dim=(-2, -1))
+
+
 def main() -> int:
+    from floor import Floor
+
     from cnnscope.data.mnist import load_mnist, to_tensor
     from cnnscope.nn.checkpoint import load_model
     from cnnscope.optvis.ascent import AscentSettings
@@ -102,6 +123,10 @@ def main() -> int:
     base_time, base_cpu, base_out = median_time(baseline, args.repeats)
     same_time, same_cpu, same_run = median_time(lambda: find_oips(model, sample_targets, settings), args.repeats)
     all_time, all_cpu, all_run = median_time(lambda: find_oips(model, targets, settings), args.repeats)
+    zoo_starts = multiscale_noise(n_maps, seeds=[start_seed(0, t, 0) for t in targets])
+    plain_time, _, plain_final = median_time(lambda: plain_batched_loop(model, args.layer, zoo_starts, args.steps),
+                                             args.repeats)
+    floor = Floor.measure(model, args.layer, batch=n_maps, threads=torch.get_num_threads(), backward="input")
     scale = n_maps / len(sample)
     agree = max(abs(v - float(same_run.final[i])) / max(abs(v), 1e-6) for i, (v, _) in enumerate(base_out))
     print("\n                                         wall s    CPU s   (CPU s: all threads of this process)")
@@ -114,6 +139,14 @@ def main() -> int:
     print(f"articles' loop x {scale:g} (all {n_maps} maps):    {base_time * scale:8.2f} {base_cpu * scale:8.2f}   "
           f"-> ratio {base_time * scale / all_time:5.1f}x wall, {base_cpu * scale / all_cpu:5.1f}x CPU (target >= 10x)")
     print(f"largest relative difference of final values, loop vs engine: {agree:.2e}")
+    reacted = all_run.reacted
+    plain_gap = float(((plain_final - all_run.final).abs() / all_run.final.abs().clamp_min(1e-6))[reacted].max())
+    print(f"\nplain eager batched loop, all {n_maps} maps x {args.steps} steps: {plain_time:8.2f} s wall "
+          f"(largest relative difference of the reacted maps' final values to the engine: {plain_gap:.1e})")
+    print(floor.header())
+    print(f"engine, all {n_maps} maps: {floor.describe(float(all_run.steps_used.sum() + n_maps), all_time, plain_time)} "
+          f"(target >= 2.5x plain)")
+    print(f"plain loop: {floor.describe(float(n_maps * (args.steps + 1)), plain_time)}")
 
     if args.coverage:
         mnist = load_mnist()

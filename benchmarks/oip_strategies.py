@@ -59,6 +59,23 @@ def main() -> int:
                      "share_live_beating_dataset_max": figures["share_live_beating_dataset_max"],
                      "seconds": round(seconds, 1)})
         runs[name] = run
+        rows[-1]["image_steps"] = float(run.steps_used.sum() + len(targets))
+    from floor import Floor
+    from oip_speed import plain_batched_loop
+
+    from cnnscope.optvis.oip import start_seed
+    from cnnscope.optvis.starts import multiscale_noise
+
+    starts = multiscale_noise(len(targets), seeds=[start_seed(0, t, 0) for t in targets])
+    started = time.perf_counter()
+    plain_batched_loop(model, args.layer, starts, 600)
+    plain = time.perf_counter() - started
+    floor = Floor.measure(model, args.layer, batch=len(targets), threads=args.threads, backward="input")
+    print(floor.header())
+    print(f"plain eager batched loop, strategy 0's work ({len(targets)} maps x 600 steps): {plain:.1f} s")
+    for row in rows:
+        against = plain if row["strategy"].startswith("superposition") else None
+        print(f"  {row['strategy']}: {floor.describe(row['image_steps'], row['seconds'], against)}")
     print("| strategy | maps that react | median activation | live maps above dataset max | time |")
     print("|---|---|---|---|---|")
     for row in rows:

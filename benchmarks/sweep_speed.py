@@ -20,6 +20,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from floor import Floor, plain_train_seconds_per_step
+
 import cnnscope  # noqa: F401  (sets the OpenMP wait policy before torch loads)
 from cnnscope.training.runs import run_training
 from cnnscope.training.sweep import grid_runs, import_ray, run_sweep
@@ -54,12 +56,29 @@ def main() -> None:
         results = run_sweep(runs, Path(folder) / "sweep", parallel=args.parallel, log=lambda line: None)
         swept = time.perf_counter() - started
     assert all(r.status == "done" for r in results), [r.error for r in results]
+    import torch
+
+    from cnnscope.data.mnist import load_mnist
+    from cnnscope.training.state import new_model
+
+    settings = runs[0].settings
+    torch.set_num_threads(1)
+    model = new_model(settings, 0.13, 0.31)
+    steps = args.runs * -(-args.train_images // settings.batch_size)
+    plain = plain_train_seconds_per_step(model, load_mnist(), settings.batch_size, "adam", settings.lr) * steps
+    floor = Floor.measure(model, None, batch=settings.batch_size, threads=1, backward="all")
+    images = args.runs * args.train_images
     print(f"load average {os.getloadavg()[0]:.2f}, {os.cpu_count()} cores; {args.runs} runs of 1 epoch on "
           f"{args.train_images} images")
     print(f"sequential run_training: {sequential:6.1f} s")
     print(f"sweep on local Ray ({args.parallel} at once): {swept:6.1f} s  (ratio {swept / sequential:.2f})")
     print(f"Ray start-up alone (init + first task + shutdown): {start_up:.1f} s")
     print(f"sweep without the start-up: ratio {(swept - start_up) / sequential:.2f}")
+    print(f"plain eager loop, the same {steps} training steps on 1 thread (no evaluation, no files): {plain:6.1f} s")
+    print(floor.header() + " (forward + input and weight gradients)")
+    print(f"sequential: {floor.describe(images, sequential, plain)}")
+    print(f"sweep ({args.parallel} at once, floor of one thread / {args.parallel}): "
+          f"{floor.describe(images * 1.0 / args.parallel, swept, plain)}")
 
 
 if __name__ == "__main__":

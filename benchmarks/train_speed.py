@@ -190,6 +190,14 @@ def main() -> None:
         rate = medians[f"eval batch {batch}"]
         print(f"  {'batch ' + str(batch):<48} {rate:8.0f} img/s   x{rate / eval_base:.2f} vs one batch of 10000")
     print(f"\nchosen settings {_chosen()} vs plain defaults: x{medians['chosen (cnnscope train)'] / base:.2f}")
+    from floor import Floor
+
+    from cnnscope.nn.model import CNN
+
+    chosen = medians["chosen (cnnscope train)"]
+    floor = Floor.measure(CNN(), None, batch=_chosen()["batch"], threads=_chosen()["threads"], backward="all")
+    print(floor.header() + " (forward + input and weight gradients)")
+    print(f"chosen: {floor.describe(1, 1 / chosen, 1 / base)}")
     if not args.no_recipe:
         print(f"\ntraining recipe {args.recipe!r} in full (load average {os.getloadavg()[0]:.1f}) ...", flush=True)
         result = train_recipe(args.recipe, args.threads)

@@ -208,6 +208,11 @@ def main() -> None:
         explorer.draw_response(bodies[-1])
 
     baseline = drawing_updates(explorer, model, x, bodies, canvases)
+    from floor import Floor
+
+    floor = Floor.measure(model, None, batch=1, threads=args.threads, backward="none")
+    print(f"  {floor.header()} (forward only, batch 1)")
+    print(f"  bare forward pass: {floor.describe(1, baseline)}")
     first_and_cached_oips(explorer)
     http_draw, http_oip, http_png = http_round_trips(model, config, mnist, cache, bodies, PICKS)
     print("\nThrough HTTP (uvicorn on 127.0.0.1, httpx keep-alive client; includes the client's own time):")

@@ -61,3 +61,9 @@ def test_a_layout_survives_the_json_of_a_checkpoint():
         TrainSettings(dense=((5, "softmax"),)).validate()
     with pytest.raises(UserError, match="unknown normalisation 'z'"):
         TrainSettings(normalize="z").validate()
+
+
+def test_fast_recipe_trains_fewer_epochs_with_larger_batches_and_a_scaled_rate():
+    fast, default = recipe_settings("fast").validate(), recipe_settings("default")
+    assert fast.recipe == "fast" and fast.schedule == default.schedule == "onecycle"
+    assert fast.epochs < default.epochs and fast.batch_size > default.batch_size and fast.lr > default.lr

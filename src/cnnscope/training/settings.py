@@ -10,7 +10,7 @@ from cnnscope.nn.spec import ModelSpec, Normalization
 OPTIMIZERS = ("adam", "rmsprop", "nadam", "adamax", "sgd")
 SCHEDULES = ("onecycle", "power", "exponential", "none")
 AUGMENTATIONS = ("none", "shift", "affine")
-RECIPES = ("default", "seed", "best")
+RECIPES = ("default", "seed", "best", "fast")
 SPLITS = ("official", "seed")
 INITS = ("keras", "torch")
 NORMALIZE = ("global", "per_pixel", "per_image", "none")
@@ -171,7 +171,8 @@ def _tuples(value):
 
 
 def recipe_settings(name: str) -> TrainSettings:
-    """The named recipe: `default` (fast, >= 99.3%), `seed` (the articles'), `best` (augmented)."""
+    """The named recipe: `default` (>= 99.3%), `seed` (the articles'), `best` (augmented), `fast`
+    (the least wall time to 99.4%: larger batches, a scaled learning rate, fewer epochs)."""
     check_choice("recipe", name, RECIPES)
     if name == "seed":
         # Articles III/IV: RMSprop, lr 1e-3, momentum 0.8 (the value actually passed in the
@@ -184,6 +185,10 @@ def recipe_settings(name: str) -> TrainSettings:
         return TrainSettings(recipe="best", epochs=15, batch_size=128, optimizer="adam", lr=3e-3,
                              schedule="onecycle", augment="affine", shift=2, ema=0.999,
                              label_smoothing=0.05, l2=0.0)
+    if name == "fast":
+        # benchmarks/train_fast.py: batch 256 with the peak rate scaled up from 3e-3, the same
+        # one-cycle schedule over 2 epochs instead of 4.
+        return TrainSettings(recipe="fast", epochs=2, batch_size=256, lr=5e-3)
     return TrainSettings(recipe="default")
 
 
