@@ -17,6 +17,7 @@ MAX_BODY_BYTES = 2_000_000  # a 1024x1024 canvas in base64 is 1.4 MB
 MAX_CANVAS_SIDE = 1024
 MAX_OIP_MAPS = 32  # maps per OIP request
 MAX_OIP_STARTS = 8  # starts per map in an OIP request's gallery
+MAX_JSON_BRACKETS = 64  # [ and { in a request body (the page sends at most two), so also its nesting
 
 
 class RequestError(UserError):
@@ -57,11 +58,14 @@ async def read_body(request) -> bytes:
 
 
 def decode_json(body: bytes):
-    """The decoded JSON of a body; RequestError 400 if it is not JSON."""
+    """The decoded JSON of a body; RequestError 400 if it is not JSON or holds more than MAX_JSON_BRACKETS brackets."""
+    if body.count(b"[") + body.count(b"{") > MAX_JSON_BRACKETS:  # bounds the nesting before the decoder recurses
+        raise RequestError(f"body holds more than {MAX_JSON_BRACKETS} brackets; the explorer's requests need two")
     try:
         return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RequestError(f"body is not valid JSON: {exc}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise RequestError(f"body is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
+
 
 
 def decode_canvas(body: bytes) -> np.ndarray:

@@ -20,7 +20,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cnnscope.app.explorer.decoding import RequestError, decode_maps, decode_starts, read_body
+from cnnscope.app.explorer.decoding import (
+    MAX_CANVAS_SIDE,
+    MAX_OIP_MAPS,
+    MAX_OIP_STARTS,
+    RequestError,
+    decode_maps,
+    decode_starts,
+    read_body,
+)
 from cnnscope.app.explorer.explorer import Explorer
 from cnnscope.app.explorer.oips import OipSettings
 from cnnscope.app.explorer.server import HostCheck
@@ -54,10 +62,23 @@ def create_app(model: CNN, config: dict, mnist: Mnist, cache_dir: str | Path, *,
     for error, handler in ERROR_HANDLERS:
         app.add_exception_handler(error, handler)
     app.add_api_route("/", page, methods=["GET"], include_in_schema=False)
-    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+    app.mount("/static", StaticFolder(directory=str(STATIC)), name="static")
     for method, path, handler in ROUTES:
-        app.add_api_route(path, handler, methods=[method])
+        picture = handler.__name__ in PICTURE_ROUTES
+        app.add_api_route(path, handler, methods=[method], openapi_extra=REQUEST_BODIES.get(handler.__name__),
+                          responses={**ERROR_RESPONSES, **(PNG_RESPONSE if picture else {})},
+                          response_class=Response if picture else JSONResponse)
     return app
+
+
+class StaticFolder(StaticFiles):
+    """The page's files; a path with a NUL byte is not found (404) instead of failing in `os.stat`
+    (Starlette already answers 404 for paths outside the folder, also percent-encoded ones)."""
+
+    def lookup_path(self, path: str):
+        if "\x00" in path:
+            return "", None
+        return super().lookup_path(path)
 
 
 @contextlib.asynccontextmanager
@@ -127,6 +148,28 @@ def oip_image(layer: str, index: int, request: Request):
 def zoo(layer: str, request: Request):
     return explorer_of(request).zoo(layer)
 
+
+# the JSON bodies the handlers read themselves (`read_body`), described for the OpenAPI schema
+_JSON_BODY = "application/json"
+REQUEST_BODIES = {
+    "draw": {"requestBody": {"required": True, "content": {_JSON_BODY: {"schema": {
+        "type": "object", "required": ["width", "height", "pixels"],
+        "properties": {"width": {"type": "integer", "minimum": 1, "maximum": MAX_CANVAS_SIDE},
+                       "height": {"type": "integer", "minimum": 1, "maximum": MAX_CANVAS_SIDE},
+                       "pixels": {"type": "string", "description": "base64 of width*height gray bytes"}}}}}}},
+    "oip": {"requestBody": {"required": True, "content": {_JSON_BODY: {"schema": {
+        "type": "object", "required": ["maps"],
+        "properties": {"maps": {"type": "array", "items": {"type": "integer"}, "minItems": 1, "maxItems": MAX_OIP_MAPS},
+                       "starts": {"type": "integer", "minimum": 1, "maximum": MAX_OIP_STARTS}}}}}}},
+}
+_ERROR_BODY = {_JSON_BODY: {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}
+ERROR_RESPONSES = {status: {"description": text, "content": _ERROR_BODY} for status, text in (
+    (400, "malformed request"), (404, "no such layer, map, image or cached OIP"), (413, "request too large"),
+    (415, "body is not JSON"), (422, "malformed path or query"))}
+
+PICTURE_ROUTES = {"test_image", "oip_image"}
+PNG_RESPONSE = {200: {"description": "a PNG picture", "content": {"image/png": {"schema": {"type": "string",
+                                                                                         "format": "binary"}}}}}
 
 ROUTES = (
     ("GET", "/api/info", info),
