@@ -18,6 +18,7 @@ from cnnscope.figures.render import (
     upscale,
 )
 from cnnscope.optvis.oip import OipRun, convergence, tile_text
+from cnnscope.optvis.quality import marker
 
 TILE_SCALE = 3
 
@@ -58,11 +59,36 @@ def oip_tile(image, text: str, reacted: bool = True, scale: int = TILE_SCALE, cm
     return np.concatenate([header, pair], axis=0)
 
 
-def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
-    """All OIPs of a run as a labelled grid (top-down, `columns` per row)."""
-    tiles = [oip_tile(run.images[i], tile_text(run, i), bool(run.reacted[i]), scale, cmap)
-             for i in range(len(run.objectives))]
+def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: str = "viridis",
+                examples: torch.Tensor | None = None) -> np.ndarray:
+    """All OIPs of a run as a labelled grid (top-down, `columns` per row).
+
+    With a quality report (`optvis.quality.add_quality`) each tile gets a marker line below it
+    (ratio to the dataset max, M = majority success, np = natural-path similarity, o = pixels
+    outside the valid range; green when the target is its layer's argmax). With `examples`, the
+    raw test images, and `run.examples`, each tile shows its top 9 test images (and the middle
+    and bottom 9 when the run has them) as 3 x 3 grids to its right.
+    """
+    tiles = []
+    for i in range(len(run.objectives)):
+        tile = oip_tile(run.images[i], tile_text(run, i), bool(run.reacted[i]), scale, cmap)
+        if run.report is not None:
+            row = run.report["targets"][i]
+            color = (20, 110, 40) if row.get("majority") else (90, 90, 90)
+            tile = np.concatenate([tile, _header(tile.shape[1], marker(row), background=color)], axis=0)
+        if examples is not None and run.examples is not None:
+            tile = stack([tile, *[example_grid(examples, run.examples.index[rank][i], scale)
+                                  for rank in run.examples.index]], axis="h", gap=2)[0]
+        tiles.append(tile)
     return grid(tiles, columns=columns, separator=2)
+
+
+def example_grid(images: torch.Tensor, index: torch.Tensor, scale: int = TILE_SCALE) -> np.ndarray:
+    """Test images `index` (up to 9) as a grey 3 x 3 grid as high as an OIP tile's picture."""
+    size = max(1, scale // 3) if len(index) > 1 else scale
+    pictures = [upscale(colorize(images[int(j)].reshape(images.shape[-2:]).numpy(), "gray", 0.0, 1.0), size)
+                for j in index]
+    return grid(pictures, columns=3 if len(pictures) > 1 else 1, separator=1)
 
 
 def evolution_strip(run: OipRun, index: int, scale: int = 4, cmap: str = "viridis") -> np.ndarray:

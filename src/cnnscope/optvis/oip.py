@@ -26,6 +26,7 @@ from cnnscope.errors import UserError
 from cnnscope.nn.model import inference_copy, map_batches, per_image_standardize
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentResult, AscentSettings
+from cnnscope.optvis.examples import DatasetExamples
 from cnnscope.optvis.regularizers import Diversity
 from cnnscope.optvis.starts import (
     DEFAULT_FACTORS,
@@ -132,6 +133,8 @@ class OipRun:
     starts: StartRecord | None = None  # every start's final image and value (the kept one included)
     strategy: dict = field(default_factory=lambda: {"name": "superposition"})
     diverse: int = 0  # K starts per target pushed apart by the diversity term (0: off)
+    examples: DatasetExamples | None = None  # each target's top (middle, bottom) test images
+    report: dict | None = None  # `optvis.quality.quality_report`: per-target rows and a summary
 
     @property
     def final(self) -> torch.Tensor:
@@ -456,6 +459,7 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
         **({"diversity": run.extra["diversity"]} if "diversity" in run.extra else {}),
         "space": "standardised network input (after the model's normalisation)",
         "quality": quality(run),
+        **({"quality_summary": run.report["summary"]} if run.report is not None else {}),
         "targets": [],
     }
     if model is not None:
@@ -480,6 +484,10 @@ def run_to_json(run: OipRun, model=None, include_images: bool = True) -> dict:
             entry["dataset_max"] = float(run.dataset_max[i])
             entry["dataset_argmax"] = int(run.dataset_argmax[i])
             entry["beats_dataset_max"] = bool(run.reacted[i]) and float(run.final[i]) > float(run.dataset_max[i])
+        if run.examples is not None:
+            entry["examples"] = run.examples.to_json(i)
+        if run.report is not None:
+            entry["quality"] = run.report["targets"][i]
         if run.starts is not None and run.restarts > 1:
             entry["starts"] = [{"seed": run.starts.seeds[r][i], "kind": run.starts.kinds[r][i],
                                 "final": float(run.starts.final[r, i]), "reacted": bool(run.starts.reacted[r, i])}

@@ -204,3 +204,15 @@ def marker(row: dict) -> str:
     if row.get("outside") is not None:
         parts.append(f"o{100 * row['outside']:.0f}%")
     return " ".join(parts)
+
+
+def add_quality(run: OipRun, model, images: torch.Tensor, spread: bool = False, k: int = EXAMPLES) -> OipRun:
+    """Fill `run`'s dataset maxima, dataset examples (top `k`; with `spread` also middle and bottom)
+    and quality report from raw test images, in one cached batched pass; returns the run."""
+    from cnnscope.optvis.examples import target_values
+
+    values = target_values(model, run.objectives, images)
+    run.dataset_max, run.dataset_argmax = values.max(dim=1)
+    run.examples = dataset_examples(values, k, spread)
+    run.report = quality_report(run, model, images, values, k)
+    return run
