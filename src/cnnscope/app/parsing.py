@@ -249,7 +249,7 @@ def parse_layers(model, text: str | None) -> list[str]:
 
 def parse_methods(text: str) -> list[str]:
 
-    if text.strip().lower() == "all":
+    if check_text(text, "method list").strip().lower() == "all":
         return list(METHODS)
     names = [name.strip().lower() for name in text.split(",") if name.strip()]
     if not names:
