@@ -9,6 +9,7 @@ from cnnscope.figures.oip import evolution_strip, gallery_picture, zoo_picture
 from cnnscope.files import save_image, write_json
 from cnnscope.optvis.ascent import AscentSettings
 from cnnscope.optvis.gallery import gallery_summary
+from cnnscope.optvis.quality import add_quality
 from cnnscope.optvis.oip import (
     OipRun,
     add_dataset_max,
@@ -60,8 +61,8 @@ def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: l
     model, steps = ctx.model, settings.steps
     maps = None if not ctx.quick else list(range(min(16, model.output_shape(deep)[0])))
     targets = map_objectives(model, deep, maps)
-    plain = add_dataset_max(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device,
-                                      progress=_progress(ctx)), model, test_images)
+    plain = add_quality(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device,
+                                  progress=_progress(ctx)), model, test_images)
     robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=1, precursor=8 if ctx.quick else 16,
                        precursor_steps=12, device=ctx.device, progress=_progress(ctx))
     robust.dataset_max, robust.dataset_argmax = plain.dataset_max, plain.dataset_argmax
@@ -73,6 +74,20 @@ def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: l
                           "did not react."))
     figures.append(Figure(_save(ctx, "oip_zoo_deep_articles.png", zoo_picture(plain)),
                           f"The same maps with the articles' settings (one start of 4-scale noise, {steps} steps)."))
+    figures.append(Figure(_save(ctx, "oip_zoo_examples.png", zoo_picture(_first(plain, 16), columns=4,
+                                                                            examples=test_images)), (
+        "OIPs next to natural examples: the first 16 maps with the articles' settings, each beside its 9 test images "
+        "of highest mean activation. The line under each tile is the OIP's quality report: x = OIP / dataset max, "
+        "M = majority success (the map is the largest of its layer at its OIP: green), np = natural-path similarity "
+        "(Spearman correlation of the OIP's activation pattern in the earlier conv layers with that of its top "
+        "images), o = share of pixels outside the range a real pixel can have.")))
+    summary = plain.report["summary"]
+    facts.update({
+        "majority success, articles' settings": _pct(summary["majority_success_rate"], "of the live maps that reacted"),
+        "median natural-path similarity, articles' settings": summary["median_natural_path"],
+        "median pixels outside the valid range / activation kept when clipped":
+            f"{_pct(summary.get('median_outside'), '')} / {_pct(summary.get('median_clipped_ratio'), '')}",
+    })
     best = _strip_index(robust)
     figures.append(Figure(_save(ctx, "oip_evolution.png", evolution_strip(robust, best)),
                           f"How the OIP of {robust.objectives[best].name} emerges, at the articles' log-spaced "
@@ -88,6 +103,7 @@ def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: l
         "median OIP / dataset max (precursor)": q_robust.get("median_oip_over_dataset_max"),
     })
     write_json(ctx.folder / "oip_deep.json", run_to_json(robust, model, include_images=False))
+    write_json(ctx.folder / "oip_deep_articles.json", run_to_json(plain, model, include_images=False))
 
 
 def _gallery(ctx, deep: str, settings: AscentSettings, figures: list, facts: dict) -> None:
@@ -126,8 +142,22 @@ def _logits(ctx, settings: AscentSettings, test_images, figures: list, facts: di
     facts["logits above the dataset max"] = f"{quality(run).get('beats_dataset_max')} of {len(run.objectives)}"
 
 
-def _pct(share) -> str:
-    return "n/a" if share is None else f"{100 * share:.1f}% of live maps"
+def _pct(share, of: str = "of live maps") -> str:
+    return "n/a" if share is None else f"{100 * share:.1f}% {of}".strip()
+
+
+def _first(run: OipRun, count: int) -> OipRun:
+    """The run's first `count` targets (with their examples and quality rows) for a smaller picture."""
+    from dataclasses import replace
+
+    from cnnscope.optvis.examples import DatasetExamples
+
+    keep = min(count, len(run.objectives))
+    examples = DatasetExamples({r: v[:keep] for r, v in run.examples.index.items()},
+                               {r: v[:keep] for r, v in run.examples.value.items()}) if run.examples else None
+    report = {"targets": run.report["targets"][:keep], "summary": run.report["summary"]} if run.report else None
+    return replace(run, objectives=run.objectives[:keep], images=run.images[:keep], values=run.values[:, :keep],
+                   reacted=run.reacted[:keep], examples=examples, report=report)
 
 
 def _conv_layers(model) -> tuple[str | None, str | None]:
