@@ -9,7 +9,6 @@ from cnnscope.figures.oip import evolution_strip, gallery_picture, zoo_picture
 from cnnscope.files import save_image, write_json
 from cnnscope.optvis.ascent import AscentSettings
 from cnnscope.optvis.gallery import gallery_summary
-from cnnscope.optvis.quality import add_quality
 from cnnscope.optvis.oip import (
     OipRun,
     add_dataset_max,
@@ -20,6 +19,7 @@ from cnnscope.optvis.oip import (
     run_to_json,
     strongest,
 )
+from cnnscope.optvis.quality import add_quality
 from cnnscope.runtime import default_threads, using_threads
 
 
