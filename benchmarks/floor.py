@@ -118,13 +118,15 @@ class Floor:
                 f"{self.flop_per_image / 1e6:.2f} MFLOP per image-step")
 
     def describe(self, images: float, seconds: float, plain_seconds: float | None = None) -> str:
-        """'x times plain PyTorch, y times the floor' for a run of `images` image-steps."""
-        floor = self.seconds(images)
-        rate = self.flop_per_image * images / seconds / 1e9
-        plain = f"{plain_seconds / seconds:.2f}x faster than plain PyTorch, " if plain_seconds else ""
-        return (f"{plain}{seconds / floor:.1f}x the floor ({floor:.2f} s for {self.flop_per_image * images / 1e12:.3f} "
-                f"TFLOP; {rate:.1f} GFLOP/s achieved)")
+        """'x times plain PyTorch's speed, y times the floor' for a run of `images` image-steps."""
+        floor, flop = self.seconds(images), self.flop_per_image * images
+        plain = f"{plain_seconds / seconds:.2f}x plain PyTorch's speed, " if plain_seconds else ""
+        return (f"{plain}{seconds / floor:.1f}x the floor ({_duration(floor)} for {flop / 1e9:.3g} GFLOP; "
+                f"{flop / seconds / 1e9:.1f} GFLOP/s achieved)")
 
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.2f} s" if seconds >= 1 else f"{seconds * 1000:.3g} ms"
 
 def plain_train_seconds_per_step(model, mnist, batch: int, optimizer: str = "adam", lr: float = 1e-3,
                                  steps: int = 30) -> float:

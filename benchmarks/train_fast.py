@@ -85,7 +85,8 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--recipe", action="append", default=None, help="recipes to run (default: default, fast)")
+    parser.add_argument("--recipe", action="append", default=None,
+                        help="recipes to run (default: default and fast, none if candidates are given)")
     parser.add_argument("--candidate", action="append", default=[], metavar="BATCH:LR:EPOCHS")
     args = parser.parse_args()
 
@@ -99,7 +100,8 @@ def main() -> int:
     images = len(mnist.train_y)
     print(f"plain eager epoch (default recipe, batch 128): {unit:.1f} s (test accuracy after it {100 * plain_accuracy:.2f}%); "
           f"{floor.describe(images, unit)}", flush=True)
-    runs = [(name, recipe_settings(name)) for name in (args.recipe or ["default", "fast"])]
+    names = args.recipe or ([] if args.candidate else ["default", "fast"])
+    runs = [(name, recipe_settings(name)) for name in names]
     for text in args.candidate:
         batch, lr, epochs = text.split(":")
         runs.append((f"candidate {text}", replace(recipe_settings("default"), recipe="custom", batch_size=int(batch),

@@ -35,8 +35,8 @@ def test_falling_step_moves_by_the_scheduled_rms():
 
 def test_fast_preset_values_and_overrides():
     fast = AscentSettings.fast()
-    assert (fast.steps, fast.epsilon, fast.epsilon_end, fast.early_stop, fast.rule, fast.standardize) == (
-        150, 0.5, 0.01, True, "normalized", True)
+    assert (fast.steps, fast.epsilon, fast.epsilon_end, fast.early_stop, fast.tolerance, fast.rule,
+            fast.standardize) == (150, 0.5, 0.01, True, 1e-4, "normalized", True)
     assert AscentSettings.fast(steps=80, seed=3).steps == 80
     assert AscentSettings().epsilon_end is None  # the articles' rule stays the default
     with pytest.raises(UserError, match="epsilon end"):
