@@ -9,6 +9,7 @@ share of pixels outside the valid range, and the wall time. Writes a Markdown ta
 the figures as JSON (--json) and a picture grid of the same 16 maps under every method (--picture).
 
 Usage: .venv/bin/python benchmarks/oip_methods.py [--model DIR] [--steps 600] [--precursor 0]
+       [--only "pixel (articles),fourier"] [--no-valid]
        [--json out/oip_methods.json] [--picture docs/images/oip_methods.png]
 """
 
@@ -43,10 +44,12 @@ METHODS = {
 }
 
 
-def methods(precursor: int) -> list[tuple[str, dict, int]]:
+def methods(precursor: int, only: str | None = None, valid_options=(False, True)) -> list[tuple[str, dict, int]]:
     rows = []
     for name, fields in METHODS.items():
-        for valid in (False, True):
+        if only and name not in only.split(","):
+            continue
+        for valid in valid_options:
             label = name + (" + valid pixels" if valid else "")
             rows.append((label, {**fields, "valid_pixels": valid}, 0))
             if precursor:
@@ -77,6 +80,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--precursor", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--only", default=None, help="comma-separated method names of METHODS (default: all)")
+    parser.add_argument("--no-valid", action="store_true", help="leave out the valid-pixel variants")
     parser.add_argument("--json", default="out/oip_methods.json")
     parser.add_argument("--picture", default="docs/images/oip_methods.png")
     args = parser.parse_args()
@@ -87,7 +92,7 @@ def main() -> None:
     map_values, logit_values = target_values(model, maps, images), target_values(model, logits, images)
     base = AscentSettings(steps=args.steps)
     results, rows = [], []
-    for label, fields, precursor in methods(args.precursor):
+    for label, fields, precursor in methods(args.precursor, args.only, (False,) if args.no_valid else (False, True)):
         settings = replace(base, **fields).check()
         map_summary, run, map_seconds = measure(model, maps, map_values, images, settings, precursor)
         logit_summary, _, logit_seconds = measure(model, logits, logit_values, images, settings, precursor)

@@ -196,12 +196,19 @@ def test_report_section_quick(small_model, mnist, tmp_path):
     from cnnscope.app.report.oip import report_section
 
     section = report_section(ctx)
-    assert len(section.figures) == 6
+    assert len(section.figures) == 7
     assert "gallery: stable / start-dependent maps" in section.facts
     for figure in section.figures:
         assert (tmp_path / figure.path).exists()
     assert "reacted, precursor (8 starts per map)" in section.facts
     assert json.loads((tmp_path / "oip_deep.json").read_text())["precursor"] == 8
+    # the articles' zoo beside its dataset examples, with the quality report (issue 16)
+    assert "oip_zoo_examples.png" in [figure.path for figure in section.figures]
+    assert "majority success, articles' settings" in section.facts
+    assert "median natural-path similarity, articles' settings" in section.facts
+    body = json.loads((tmp_path / "oip_deep_articles.json").read_text())
+    assert len(body["targets"]) == 16 and len(body["targets"][0]["examples"]["top"]) == 9
+    assert "natural_path_mean" in body["targets"][0]["quality"] and "median_ratio" in body["quality_summary"]
 
 
 def test_convergence_report_follows_the_trajectory(zoo):
