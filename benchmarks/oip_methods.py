@@ -18,60 +18,19 @@ from __future__ import annotations  # noqa: I001  (cnnscope before torch)
 import cnnscope  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 import argparse
 import json
-import time
-from dataclasses import replace
 
-import numpy as np
 import torch
 
 from cnnscope.data.mnist import load_mnist_for_model, to_tensor
-from cnnscope.figures.render import colorize, enhance_contrast, stack, text_block, upscale
+from cnnscope.figures.oip import methods_picture
 from cnnscope.files import save_image, write_json
 from cnnscope.nn.checkpoint import load_model
 from cnnscope.optvis.ascent import AscentSettings
 from cnnscope.optvis.examples import target_values
-from cnnscope.optvis.oip import find_oips, logit_objectives, map_objectives
-from cnnscope.optvis.quality import quality_report
-from cnnscope.optvis.transforms import ROBUST_ROTATE, ROBUST_SHIFT, ROBUST_ZOOM
+from cnnscope.optvis.methods import compare_methods, methods
+from cnnscope.optvis.oip import logit_objectives, map_objectives
 
 PICTURE_MAPS = tuple(range(0, 128, 8))  # the same 16 maps in every row
-
-METHODS = {
-    "pixel (articles)": {},
-    "pixel + robustness": {"shift": ROBUST_SHIFT, "zoom": ROBUST_ZOOM, "rotate": ROBUST_ROTATE},
-    "fourier": {"param": "fourier"},
-    "maco": {"param": "maco"},
-}
-
-
-def methods(precursor: int, only: str | None = None, valid_options=(False, True)) -> list[tuple[str, dict, int]]:
-    rows = []
-    for name, fields in METHODS.items():
-        if only and name not in only.split(","):
-            continue
-        for valid in valid_options:
-            label = name + (" + valid pixels" if valid else "")
-            rows.append((label, {**fields, "valid_pixels": valid}, 0))
-            if precursor:
-                rows.append((label + f" + precursor {precursor}", {**fields, "valid_pixels": valid}, precursor))
-    return rows
-
-
-def measure(model, targets, values, images, settings, precursor: int) -> tuple[dict, object, float]:
-    started = time.perf_counter()
-    run = find_oips(model, targets, settings, precursor=precursor)
-    seconds = time.perf_counter() - started
-    report = quality_report(run, model, images, values)
-    return report["summary"], run, seconds
-
-
-def picture_row(label: str, run, maps) -> np.ndarray:
-    tiles = []
-    for m in maps:
-        values = run.images[m, 0].numpy()
-        tiles.append(upscale(colorize(enhance_contrast(values), "viridis", 0.0, 1.0), 2))
-    strip = stack(tiles, axis="h", gap=2)[0]
-    return stack([text_block(label, size=12, width=strip.shape[1]), strip], axis="v", gap=1)[0]
 
 
 def main() -> None:
@@ -91,20 +50,22 @@ def main() -> None:
     maps, logits = map_objectives(model, "Conv2D_3"), logit_objectives(model)
     map_values, logit_values = target_values(model, maps, images), target_values(model, logits, images)
     base = AscentSettings(steps=args.steps)
-    results, rows = [], []
-    for label, fields, precursor in methods(args.precursor, args.only, (False,) if args.no_valid else (False, True)):
-        settings = replace(base, **fields).check()
-        map_summary, run, map_seconds = measure(model, maps, map_values, images, settings, precursor)
-        logit_summary, _, logit_seconds = measure(model, logits, logit_values, images, settings, precursor)
-        results.append({"method": label, "settings": fields, "precursor": precursor,
-                        "maps": {**map_summary, "seconds": round(map_seconds, 1)},
-                        "logits": {**logit_summary, "seconds": round(logit_seconds, 1)}})
-        rows.append(picture_row(label, run, PICTURE_MAPS))
-        print(json.dumps(results[-1]), flush=True)
+    chosen = methods(args.precursor, args.only.split(",") if args.only else None,
+                     (False,) if args.no_valid else (False, True))
+    results = []
+    for method in chosen:  # one method at a time, maps then logits, so the times are comparable
+        [on_maps] = compare_methods(model, maps, images, map_values, base, [method])
+        [on_logits] = compare_methods(model, logits, images, logit_values, base, [method])
+        results.append({"method": method.label, "settings": method.fields, "precursor": method.precursor,
+                        "maps": {**on_maps.summary, "seconds": round(on_maps.seconds, 1)},
+                        "logits": {**on_logits.summary, "seconds": round(on_logits.seconds, 1)},
+                        "run": on_maps.run})
+        print(json.dumps({k: v for k, v in results[-1].items() if k != "run"}), flush=True)
+    picture = methods_picture([(r["method"], r.pop("run")) for r in results], PICTURE_MAPS)
     print()
     print(table(results))
     write_json(args.json, {"steps": args.steps, "model": str(args.model or "default"), "methods": results})
-    save_image(args.picture, stack(rows, axis="v", gap=4)[0])
+    save_image(args.picture, picture)
 
 
 def table(results: list[dict]) -> str:

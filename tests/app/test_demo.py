@@ -29,7 +29,7 @@ def test_demo_quick_writes_a_report_whose_images_all_exist(small_model_dir, tmp_
     assert len(images) >= 5
     for name in images:
         assert (out / name).stat().st_size > 500, name
-    for title in ("Training", "Evaluation", "Activations", "OIP", "Dream"):
+    for title in ("Training", "Evaluation", "Activations", "OIP", "OIP methods compared", "Dream"):
         assert title.lower() in page.lower(), title
 
 

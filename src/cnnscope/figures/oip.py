@@ -151,3 +151,15 @@ def gallery_picture(run: OipRun, summary: dict | None = None, targets: Sequence[
         strip = grid(tiles, columns=len(tiles), separator=2)
         rows.append(stack([text_block(title, size=12, width=strip.shape[1]), strip], axis="v", gap=1)[0])
     return stack(rows, axis="v", gap=6)[0]
+
+
+def methods_picture(rows: Sequence[tuple[str, OipRun]], targets: Sequence[int]) -> np.ndarray:
+    """One labelled row per method: the contrast-enhanced OIPs of the same targets (indices into
+    each run), so the methods compare map by map."""
+    strips = []
+    for name, run in rows:
+        tiles = [upscale(colorize(enhance_contrast(run.images[i, 0].numpy()), "viridis", 0.0, 1.0), 2)
+                 for i in targets]
+        strip = stack(tiles, axis="h", gap=2)[0]
+        strips.append(stack([text_block(name, size=12, width=strip.shape[1]), strip], axis="v", gap=1)[0])
+    return stack(strips, axis="v", gap=4)[0]

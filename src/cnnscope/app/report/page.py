@@ -22,6 +22,7 @@ SECTION_BUILDERS: list[tuple[str, str]] = [
     ("cnnscope.app.report.evaluation", "report_section"),
     ("cnnscope.app.report.inspection", "report_section"),
     ("cnnscope.app.report.oip", "report_section"),
+    ("cnnscope.app.report.methods", "report_section"),
     ("cnnscope.app.report.dream", "report_section"),
     ("cnnscope.app.report.compare", "report_section"),  # only with `demo --compare OTHER`
 ]
