@@ -9,7 +9,7 @@ matrix-multiply floor of the work (benchmarks/floor.py).
 
 Usage: .venv/bin/python benchmarks/oip_fast.py [--model DIR] [--layer Conv2D_3] [--repeats 2] [--threads 1]
          [--variant STEPS:TOLERANCE:PRECURSOR ...]   (default: what `oip --fast` runs, the preset
-         with FAST_PRECURSOR starts screened per map; PRECURSOR K screens K starts per map)
+         alone, and `oip --fast --precursor 3`; PRECURSOR K screens K starts per map)
 On a shared machine pin it (taskset -c 0) and quote the load average it prints.
 """
 
@@ -29,7 +29,7 @@ from floor import Floor
 def main() -> int:
     from cnnscope.data.mnist import load_mnist_for_model, to_tensor
     from cnnscope.nn.checkpoint import load_model
-    from cnnscope.optvis.ascent import FAST_PRECURSOR, AscentSettings
+    from cnnscope.optvis.ascent import AscentSettings
     from cnnscope.optvis.oip import dataset_max, find_oips, map_objectives
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,7 +50,7 @@ def main() -> int:
     print(floor.header())
     runs = {"articles": (AscentSettings(), 0)}
     preset = AscentSettings.fast()
-    for text in args.variant or [f"{preset.steps}:{preset.tolerance:g}:{FAST_PRECURSOR}"]:
+    for text in args.variant or [f"{preset.steps}:{preset.tolerance:g}:{k}" for k in (0, 3)]:
         steps, tolerance, precursor = text.split(":")
         runs[f"fast {text}"] = (AscentSettings.fast(steps=int(steps), tolerance=float(tolerance)), int(precursor))
     times: dict[str, list[float]] = {name: [] for name in runs}

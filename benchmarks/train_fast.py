@@ -11,7 +11,8 @@ input and weight gradients of the conv and dense layers) is printed with each fi
     .venv/bin/python benchmarks/train_fast.py                       # recipes default and fast
     .venv/bin/python benchmarks/train_fast.py --candidate 256:0.005:2 --candidate 512:0.008:3
 
-A candidate is BATCH:LR:EPOCHS of the default recipe's other settings. Each run costs one
+A candidate is BATCH:LR:EPOCHS[:FIELD=VALUE...] with the default recipe's other settings
+(e.g. 256:0.005:3:ema=0.99). Each run costs one
 to four minutes on the 2-core machine; compare ratios from the same run, quote the load.
 """
 
@@ -87,7 +88,7 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--recipe", action="append", default=None,
                         help="recipes to run (default: default and fast, none if candidates are given)")
-    parser.add_argument("--candidate", action="append", default=[], metavar="BATCH:LR:EPOCHS")
+    parser.add_argument("--candidate", action="append", default=[], metavar="BATCH:LR:EPOCHS[:FIELD=VALUE]")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -103,9 +104,11 @@ def main() -> int:
     names = args.recipe or ([] if args.candidate else ["default", "fast"])
     runs = [(name, recipe_settings(name)) for name in names]
     for text in args.candidate:
-        batch, lr, epochs = text.split(":")
+        batch, lr, epochs, *more = text.split(":")
+        extra = {key: type(getattr(recipe_settings("default"), key))(value)
+                 for key, value in (item.split("=") for item in more)}
         runs.append((f"candidate {text}", replace(recipe_settings("default"), recipe="custom", batch_size=int(batch),
-                                                  lr=float(lr), epochs=int(epochs))))
+                                                  lr=float(lr), epochs=int(epochs), **extra)))
     for name, settings in runs:
         result = run_recipe(name, replace(settings, threads=args.threads), mnist)
         last = result["history"][-1]

@@ -63,7 +63,7 @@ def test_a_layout_survives_the_json_of_a_checkpoint():
         TrainSettings(normalize="z").validate()
 
 
-def test_fast_recipe_trains_fewer_epochs_with_larger_batches_and_a_scaled_rate():
+def test_fast_recipe_is_the_default_over_fewer_epochs_with_a_weight_average():
     fast, default = recipe_settings("fast").validate(), recipe_settings("default")
-    assert fast.recipe == "fast" and fast.schedule == default.schedule == "onecycle"
-    assert fast.epochs < default.epochs and fast.batch_size > default.batch_size and fast.lr > default.lr
+    assert fast.recipe == "fast" and (fast.epochs, fast.ema) == (3, 0.99) and default.ema == 0
+    assert replace(fast, recipe="default", epochs=default.epochs, ema=0.0) == default

@@ -172,7 +172,7 @@ def _tuples(value):
 
 def recipe_settings(name: str) -> TrainSettings:
     """The named recipe: `default` (>= 99.3%), `seed` (the articles'), `best` (augmented), `fast`
-    (the least wall time to 99.4%: larger batches, a scaled learning rate, fewer epochs)."""
+    (the least measured wall time to 99.4%: 3 epochs and a moving average of the weights)."""
     check_choice("recipe", name, RECIPES)
     if name == "seed":
         # Articles III/IV: RMSprop, lr 1e-3, momentum 0.8 (the value actually passed in the
@@ -186,9 +186,10 @@ def recipe_settings(name: str) -> TrainSettings:
                              schedule="onecycle", augment="affine", shift=2, ema=0.999,
                              label_smoothing=0.05, l2=0.0)
     if name == "fast":
-        # benchmarks/train_fast.py: batch 256 with the peak rate scaled up from 3e-3, the same
-        # one-cycle schedule over 2 epochs instead of 4.
-        return TrainSettings(recipe="fast", epochs=2, batch_size=256, lr=5e-3)
+        # benchmarks/train_fast.py: the default recipe over 3 epochs instead of 4, evaluated on a
+        # moving average of the weights (0.99): 99.44% after epoch 3, 2.32 plain eager epochs.
+        # Batch 256 (lr 5e-3/6e-3, 2-4 epochs, with or without the average) stayed below 99.4%.
+        return TrainSettings(recipe="fast", epochs=3, ema=0.99)
     return TrainSettings(recipe="default")
 
 

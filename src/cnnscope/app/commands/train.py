@@ -11,7 +11,7 @@ from cnnscope.app.commands import add_data_option, add_device_option
 NAME = "train"
 CURVES = "curves.png"
 ORDER = 10
-HELP = "train the CNN on MNIST (recipes default|seed|best, or your own settings)"
+HELP = "train the CNN on MNIST (recipes default|seed|best|fast, or your own settings)"
 DESCRIPTION = (
     "Train the seed CNN (or any layout of the articles' list form: --conv, --pools, --dense or --spec) "
     "on MNIST. A recipe sets every knob; options override it. After every "
