@@ -170,7 +170,48 @@ class DenseLayer(nn.Linear):
         return apply_activation(self.activation, super().forward(x))
 
 
-class CNN(nn.Module):
+class LayerStructure:
+    """The named layers of a model and their output shapes: what every view asks a model.
+
+    Shared by `CNN` and `nn.torch_model.TorchModel`; a user needs `self._shapes` (layer name ->
+    one image's output shape, in forward order), `self.spec.layers` (objects with `name` and
+    `kind`) and the class attribute `LAYER_KINDS` (the kinds `layers_of_kind` accepts).
+    """
+
+    LAYER_KINDS: tuple[str, ...] = LAYER_KINDS
+
+    @property
+    def layer_names(self) -> list[str]:
+        return list(self._shapes)
+
+    def layer_spec(self, name: str):
+        self.check_layer(name)
+        return self.spec.layers[self.layer_names.index(name)]
+
+    def layers_of_kind(self, *kinds: str) -> list[str]:
+        """Names of the layers of the given kinds (e.g. "conv", "pool", "dense"), in forward order."""
+        for kind in kinds:
+            check_choice("layer kind", kind, self.LAYER_KINDS)
+        return [layer.name for layer in self.spec.layers if layer.kind in kinds]
+
+    def check_layer(self, name: str) -> str:
+        if name not in self._shapes:
+            raise UserError(f"unknown layer {name!r}; valid layers: {', '.join(self.layer_names)}")
+        return name
+
+    def output_shape(self, name: str) -> tuple[int, ...]:
+        """Shape of one image's output at layer `name` (C, H, W) or (units,)."""
+        return self._shapes[self.check_layer(name)]
+
+    def is_spatial(self, name: str) -> bool:
+        return len(self.output_shape(name)) == 3
+
+    @property
+    def num_classes(self) -> int:
+        return self.output_shape(self.layer_names[-1])[0]
+
+
+class CNN(LayerStructure, nn.Module):
     """A sequential CNN whose layers carry the spec's names (`model.body.Conv2D_1`)."""
 
     def __init__(self, spec: ModelSpec | None = None):
@@ -213,37 +254,6 @@ class CNN(nn.Module):
                 raise UserError(f"layer {layer.name!r} leaves no pixels for {self.spec.image_size}x{self.spec.image_size} input")
             self.body.add_module(layer.name, module)
             self._shapes[layer.name] = (features,) if features is not None else (channels, height, width)
-
-    # ---- structure -------------------------------------------------------------------
-    @property
-    def layer_names(self) -> list[str]:
-        return list(self._shapes)
-
-    def layer_spec(self, name: str) -> LayerSpec:
-        self.check_layer(name)
-        return self.spec.layers[self.layer_names.index(name)]
-
-    def layers_of_kind(self, *kinds: str) -> list[str]:
-        """Names of the layers of the given kinds ("conv", "pool", "flatten", "dense", "dropout"), in order."""
-        for kind in kinds:
-            check_choice("layer kind", kind, LAYER_KINDS)
-        return [layer.name for layer in self.spec.layers if layer.kind in kinds]
-
-    def check_layer(self, name: str) -> str:
-        if name not in self._shapes:
-            raise UserError(f"unknown layer {name!r}; valid layers: {', '.join(self.layer_names)}")
-        return name
-
-    def output_shape(self, name: str) -> tuple[int, ...]:
-        """Shape of one image's output at layer `name` (C, H, W) or (units,)."""
-        return self._shapes[self.check_layer(name)]
-
-    def is_spatial(self, name: str) -> bool:
-        return len(self.output_shape(name)) == 3
-
-    @property
-    def num_classes(self) -> int:
-        return self.output_shape(self.layer_names[-1])[0]
 
     def receptive_field(self, name: str) -> tuple[float, float]:
         """(offset, jump): pixel i of layer `name` is centred on input pixel offset + jump * i."""

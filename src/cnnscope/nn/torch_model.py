@@ -38,8 +38,8 @@ import torch
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from cnnscope.errors import UserError, check_choice
-from cnnscope.nn.model import Normalize
+from cnnscope.errors import UserError
+from cnnscope.nn.model import LayerStructure, Normalize
 from cnnscope.nn.spec import Normalization
 from cnnscope.runtime import device_of
 
@@ -147,8 +147,10 @@ def from_torch(module: nn.Module, input_size: Sequence[int] = (1, 28, 28), layer
     return TorchModel(module, input_size, layers, normalize)
 
 
-class TorchModel(nn.Module):
+class TorchModel(LayerStructure, nn.Module):
     """A user's `nn.Module` behind the model protocol (see the module docstring); make it with `from_torch`."""
+
+    LAYER_KINDS = TORCH_LAYER_KINDS
 
     def __init__(self, module: nn.Module, input_size: Sequence[int] = (1, 28, 28),
                  layers: Iterable[str] | None = None, normalize: Normalization | None = None):
@@ -177,37 +179,7 @@ class TorchModel(nn.Module):
         self._softmax_output = isinstance(calls[-1].module, nn.Softmax) and calls[-1].output is output
         self.spec = TorchSpec(channels, size, normalization, tuple(described), type(module).__name__)
 
-    # ---- structure -------------------------------------------------------------------
-    @property
-    def layer_names(self) -> list[str]:
-        return list(self._shapes)
-
-    def layer_spec(self, name: str) -> TorchLayer:
-        self.check_layer(name)
-        return self.spec.layers[self.layer_names.index(name)]
-
-    def layers_of_kind(self, *kinds: str) -> list[str]:
-        """Names of the layers of the given kinds (see `TORCH_LAYER_KINDS`), in forward order."""
-        for kind in kinds:
-            check_choice("layer kind", kind, TORCH_LAYER_KINDS)
-        return [layer.name for layer in self.spec.layers if layer.kind in kinds]
-
-    def check_layer(self, name: str) -> str:
-        if name not in self._shapes:
-            raise UserError(f"unknown layer {name!r}; valid layers: {', '.join(self.layer_names)}", "layer")
-        return name
-
-    def output_shape(self, name: str) -> tuple[int, ...]:
-        """Shape of one image's output at layer `name` (C, H, W) or (units,)."""
-        return self._shapes[self.check_layer(name)]
-
-    def is_spatial(self, name: str) -> bool:
-        return len(self.output_shape(name)) == 3
-
-    @property
-    def num_classes(self) -> int:
-        return self.output_shape(self.layer_names[-1])[0]
-
+    # ---- structure: LayerStructure (layer_names, layers_of_kind, check_layer, output_shape, ...)
     def receptive_field(self, name: str) -> tuple[float, float]:
         """(offset, jump): pixel i of spatial layer `name` is centred on input pixel offset + jump * i.
 
