@@ -20,7 +20,12 @@ DESCRIPTION = (
 
 def add_arguments(parser) -> None:
     add_common_options(parser)
-    what = parser.add_argument_group("what to visualise (default: all maps of --layer)")
+    _add_target_options(parser.add_argument_group("what to visualise (default: all maps of --layer)"))
+    _add_ascent_options(parser.add_argument_group("ascent (defaults: the articles' algorithm)"))
+    _add_output_options(parser.add_argument_group("output"))
+
+
+def _add_target_options(what) -> None:
     what.add_argument("--layer", default=None,
                       help="layer of --maps / --node (default: the deepest conv layer, Conv2D_3 in the articles' network)")
     what.add_argument("--maps", default=None, metavar="LIST",
@@ -32,7 +37,11 @@ def add_arguments(parser) -> None:
     what.add_argument("--logit", default=None, metavar="LIST",
                       help="class logits: '4', '1,7' or 'all' ('what a 4 looks like to the network'); checked "
                            "against the classes before ranges are expanded")
-    ascent = parser.add_argument_group("ascent (defaults: the articles' algorithm)")
+
+
+def _add_ascent_options(ascent) -> None:
+    """The loop and its pieces: steps, rule, strategy, starts, stopping, parametrisation,
+    regularisers and transforms."""
     ascent.add_argument("--steps", type=float, default=600, help="ascent steps (default 600)")
     ascent.add_argument("--epsilon", type=float, default=0.01, help="step size (default 0.01)")
     ascent.add_argument("--rule", default="normalized", choices=["normalized", "adam"],
@@ -89,7 +98,9 @@ def add_arguments(parser) -> None:
     ascent.add_argument("--snapshots", type=float, default=6, metavar="N",
                         help="log-spaced snapshots between start and end, for the strip and the convergence "
                              "report (default 6, the articles')")
-    output = parser.add_argument_group("output")
+
+
+def _add_output_options(output) -> None:
     output.add_argument("--evaluate", action="store_true",
                         help="also measure each target on the 10000 test images: dataset max, top-9 images and "
                              "the quality report (majority success, natural-path similarity, pixels outside the "
