@@ -21,6 +21,7 @@ from __future__ import annotations  # noqa: I001  (cnnscope before torch)
 
 import cnnscope  # noqa: F401  (first: sets OMP_WAIT_POLICY before torch loads)
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -80,6 +81,24 @@ def plain_batched_loop(model, layer: str, starts: torch.Tensor, steps: int = 600
         return prefix(x)[rows, rows].mean(dim=(-2, -1))
 
 
+@contextlib.contextmanager
+def plain_network():
+    """The engine on the plain network (the model's own layers, no `FastCNN`): the engine as it
+    was before issue 17, for the same-run ratio of what `FastCNN` adds."""
+    from cnnscope.nn import fast_cnn
+    from cnnscope.nn.model import inference_copy
+    from cnnscope.optvis import ascent
+
+    def plain(model, device):
+        return fast_cnn.PlainNetwork(inference_copy(model, channels_last=device.type == "cpu"))
+
+    saved, ascent.ascent_network = ascent.ascent_network, plain
+    try:
+        yield
+    finally:
+        ascent.ascent_network = saved
+
+
 def main() -> int:
     from floor import Floor
 
@@ -123,6 +142,8 @@ def main() -> int:
     base_time, base_cpu, base_out = median_time(baseline, args.repeats)
     same_time, same_cpu, same_run = median_time(lambda: find_oips(model, sample_targets, settings), args.repeats)
     all_time, all_cpu, all_run = median_time(lambda: find_oips(model, targets, settings), args.repeats)
+    with plain_network():
+        old_time, _, old_run = median_time(lambda: find_oips(model, targets, settings), args.repeats)
     zoo_starts = multiscale_noise(n_maps, seeds=[start_seed(0, t, 0) for t in targets])
     plain_time, _, plain_final = median_time(lambda: plain_batched_loop(model, args.layer, zoo_starts, args.steps),
                                              args.repeats)
@@ -139,6 +160,11 @@ def main() -> int:
     print(f"articles' loop x {scale:g} (all {n_maps} maps):    {base_time * scale:8.2f} {base_cpu * scale:8.2f}   "
           f"-> ratio {base_time * scale / all_time:5.1f}x wall, {base_cpu * scale / all_cpu:5.1f}x CPU (target >= 10x)")
     print(f"largest relative difference of final values, loop vs engine: {agree:.2e}")
+    gap = ((all_run.final - old_run.final).abs() / old_run.final.abs().clamp_min(1e-6))[old_run.reacted]
+    print(f"engine on the plain network (before FastCNN), all {n_maps} maps: {old_time:8.2f} s wall -> FastCNN "
+          f"{old_time / all_time:.2f}x; reacted maps {'identical' if torch.equal(old_run.reacted, all_run.reacted) else 'DIFFER'}"
+          f"; final values within 1e-4 relative: {int((gap <= 1e-4).sum())} of {gap.numel()}, within 1e-3: "
+          f"{int((gap <= 1e-3).sum())}, largest {float(gap.max()):.1e}, median {float(gap.median()):.1e}")
     reacted = all_run.reacted
     plain_gap = float(((plain_final - all_run.final).abs() / all_run.final.abs().clamp_min(1e-6))[reacted].max())
     print(f"\nplain eager batched loop, all {n_maps} maps x {args.steps} steps: {plain_time:8.2f} s wall "

@@ -1,6 +1,6 @@
 """The thread policy, measured: one thread against two, on a quiet machine and with a competitor.
 
-For each condition (none, then one competing process that keeps one core busy with a
+For each condition (no competing process, one, two; each keeps one core busy with a
 single-threaded matrix multiply) and each thread count (1, 2), a fresh worker process runs
 the same work -- an OIP batch of Conv2D_3 maps (the articles' rule) and training steps of the
 default recipe -- and reports its wall time. The conditions alternate over the rounds; medians
@@ -58,6 +58,9 @@ while True:
 """
 
 
+CONDITIONS = {0: "quiet", 1: "one competitor", 2: "two competitors"}
+
+
 def measure(threads: int, maps: int, steps: int) -> dict:
     out = subprocess.run([sys.executable, "-c", WORKER, str(threads), str(maps), str(steps)],
                          check=True, capture_output=True, text=True)
@@ -69,26 +72,27 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--maps", type=int, default=32)
     parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--settle", type=float, default=60.0, help="seconds the competitor runs before measuring")
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds the competitors run before measuring")
+    parser.add_argument("--competitors", default="0,1,2", help="comma-separated counts of competing processes")
     args = parser.parse_args()
+    conditions = [CONDITIONS.get(int(n), f"{n} competitors") for n in args.competitors.split(",")]
     rows: dict[tuple[str, int], list[dict]] = {}
-    for condition in ("quiet", "one competitor"):
-        competitor = None
-        if condition != "quiet":
-            competitor = subprocess.Popen([sys.executable, "-c", COMPETITOR])
+    for count, condition in zip((int(n) for n in args.competitors.split(",")), conditions, strict=True):
+        competitors = [subprocess.Popen([sys.executable, "-c", COMPETITOR]) for _ in range(count)]
+        if competitors:
             time.sleep(args.settle)
         try:
             for _ in range(args.rounds):
                 for threads in (1, 2):
                     rows.setdefault((condition, threads), []).append(measure(threads, args.maps, args.steps))
         finally:
-            if competitor is not None:
+            for competitor in competitors:
                 competitor.kill()
                 competitor.wait()
     print(f"cores usable: {len(os.sched_getaffinity(0))}; work: OIPs of {args.maps} Conv2D_3 maps x {args.steps} "
           f"steps, and 30 training steps of batch 128; medians of {args.rounds} rounds")
     print(f"{'condition':16} {'threads':>7} {'OIP s':>7} {'train s':>8} {'load':>5} {'policy picks':>12}")
-    for condition in ("quiet", "one competitor"):
+    for condition in conditions:
         for threads in (1, 2):
             runs = rows[(condition, threads)]
             med = {key: statistics.median(run[key] for run in runs) for key in ("oip", "train", "load")}

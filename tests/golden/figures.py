@@ -40,9 +40,12 @@ def _floats(tensor) -> list[float]:
 
 
 def compute(model, mnist) -> dict:
-    from cnnscope.analysis import attribution
-    from cnnscope.analysis.evaluation import evaluate
-    from cnnscope.analysis.patterns import class_indices, class_patterns
+    """Every recorded figure: the ascent's (`ascent_figures`) and the rest."""
+    return {**ascent_figures(model, mnist), **other_figures(model, mnist)}
+
+
+def ascent_figures(model, mnist) -> dict:
+    """The figures made by gradient ascent: OIP zoos, precursors, Adam, nodes, the three dreams."""
     from cnnscope.app.parsing import parse_layer_mix
     from cnnscope.data.mnist import to_tensor
     from cnnscope.data.photos import load_photo
@@ -50,8 +53,6 @@ def compute(model, mnist) -> dict:
     from cnnscope.optvis.ascent import AscentSettings
     from cnnscope.optvis.dream import DreamSettings, dream
     from cnnscope.optvis.oip import dataset_max, find_oips, logit_objectives, map_objectives
-    from cnnscope.training.loop import train
-    from cnnscope.training.settings import TrainSettings
 
     out: dict[str, list[float]] = {}
     previous = torch.get_num_threads()
@@ -96,7 +97,24 @@ def compute(model, mnist) -> dict:
                                                                              tile=56, seed=4))
         out["dream_native_values"] = [float(v) for v in native.values]
         out["dream_native_sum"] = [float(native.luminance.double().sum())]
+    finally:
+        torch.set_num_threads(previous)
+    return out
 
+
+def other_figures(model, mnist) -> dict:
+    """Training, evaluation, the 4-vs-9 patterns and the attribution maps."""
+    from cnnscope.analysis import attribution
+    from cnnscope.analysis.evaluation import evaluate
+    from cnnscope.analysis.patterns import class_indices, class_patterns
+    from cnnscope.data.mnist import to_tensor
+    from cnnscope.training.loop import train
+    from cnnscope.training.settings import TrainSettings
+
+    out: dict[str, list[float]] = {}
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
         settings = TrainSettings(recipe="custom", epochs=2, batch_size=64, lr=2e-3, train_images=1000,
                                  test_images=500, augment="shift", l2=1e-4, ema=0.9, threads=1)
         state = train(settings, mnist, progress=False, log=lambda line: None)

@@ -27,9 +27,12 @@ An image stops early (and stays frozen) when
 Only moving images go through the network: the batch shrinks as images stop (measured 1.8-2.7x
 faster than masking frozen images in a full batch on a model whose silent maps stop early).
 
-`ascend` runs on an eval-mode copy of the model (channels-last on the CPU, parameters without
-gradients), so the caller's model is never changed. Objectives may name the layer "logits"
-(`objectives.LOGITS`); `objectives.capture(model, x, obj)` evaluates one outside this loop.
+`ascend` runs on `nn.fast_cnn.ascent_network(model)`: an eval-mode copy of the model
+(channels-last on the CPU, parameters without gradients) that computes a CNN's values and
+input gradients with less work (pooling before ReLU, the first layer's input gradient as a
+matrix product, only the maps an objective reads), so the caller's model is never changed.
+Objectives may name the layer "logits" (`objectives.LOGITS`); `objectives.capture(model, x, obj)`
+evaluates one outside this loop.
 """
 
 from __future__ import annotations
@@ -40,9 +43,9 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from cnnscope.errors import UserError, check_choice, check_positive, check_whole
-from cnnscope.nn.model import inference_copy
+from cnnscope.nn.fast_cnn import ascent_network
 from cnnscope.optvis.callbacks import Callback, SnapshotCollector
-from cnnscope.optvis.objectives import Objective, capture, validate
+from cnnscope.optvis.objectives import Objective, validate
 from cnnscope.optvis.parametrizations import (
     PARAMETRIZATIONS,
     Parametrization,
@@ -194,12 +197,6 @@ def relative_change(values: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _fast_copy(model, device: torch.device):
-    """The model the loop runs on: an `inference_copy`, channels-last on the CPU (max-pooling
-    about 10x and a whole ascent step about 1.7x faster, benchmarks/oip_speed.py)."""
-    return inference_copy(model, channels_last=device.type == "cpu")
-
-
 class _Stopping:
     """Per-image bookkeeping of the stopping rules: values so far, who is still moving, and why not."""
 
@@ -284,11 +281,11 @@ def ascend(
     collector = SnapshotCollector(settings.snapshots())
     hooks = [collector, *callbacks]
     state = _Stopping(x.shape[0], settings)
-    model = _fast_copy(model, x.device)
+    network = ascent_network(model, x.device)
     start = _images(pieces.parametrization, x).clone()
     for hook in hooks:
         hook.on_begin(settings, start)
-    last_row = _run_steps(model, x, objective, settings, pieces, state, hooks)
+    last_row = _run_steps(network, x, objective, settings, pieces, state, hooks)
     result = AscentResult(images=_images(pieces.parametrization, x), values=state.values[: last_row + 1],
                           reacted=state.reacted, steps_used=torch.minimum(state.steps_used, torch.tensor(last_row)),
                           converged=state.converged, start=start)
@@ -298,7 +295,7 @@ def ascend(
     return result
 
 
-def _run_steps(model, x: torch.Tensor, objective: Objective, settings: AscentSettings, pieces: AscentPieces,
+def _run_steps(network, x: torch.Tensor, objective: Objective, settings: AscentSettings, pieces: AscentPieces,
                state: _Stopping, hooks: Sequence[Callback]) -> int:
     """The loop itself; changes `x` in place and returns the last step that was run.
 
@@ -317,12 +314,12 @@ def _run_steps(model, x: torch.Tensor, objective: Objective, settings: AscentSet
         moving = x[index.to(x.device)].requires_grad_(k < steps)
         if k == steps:  # final image: value only
             with torch.no_grad():
-                state.record(k, index, obj(capture(model, parametrization(moving), obj)).float().cpu())
+                state.record(k, index, network.values(parametrization(moving), obj).float().cpu())
             images = _images(parametrization, x)
             for hook in hooks:
                 hook(k, images, state.values[k])
             return k
-        grad, value = _gradient(model, moving, obj, step_pieces)
+        grad, value = _gradient(network, moving, obj, step_pieces)
         state.record(k, index, value)
         images = _images(parametrization, x)
         for hook in hooks:
@@ -346,14 +343,14 @@ def _images(parametrization: Parametrization, params: torch.Tensor) -> torch.Ten
         return parametrization(params)
 
 
-def _gradient(model, moving: torch.Tensor, objective: Objective, pieces: AscentPieces
+def _gradient(network, moving: torch.Tensor, objective: Objective, pieces: AscentPieces
               ) -> tuple[torch.Tensor, torch.Tensor]:
     """(d (objective - penalties) / d parameters, objective values on the CPU) for the moving images."""
     images = pieces.parametrization(moving)
     seen = images
     for transform in pieces.transforms:
         seen = transform(seen)
-    value = objective(capture(model, seen, objective))
+    value = network.values(seen, objective)
     target = value.sum()
     for regularizer in pieces.regularizers:
         target = target - regularizer(images).sum()

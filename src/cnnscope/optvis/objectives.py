@@ -45,9 +45,13 @@ class Objective:
         targets: Sequence[Target] = (),
         select: Callable[[torch.Tensor], Objective] | None = None,
         kind: str = "custom",
+        picks: tuple[str, torch.Tensor | int] | None = None,
     ):
         self.fn = fn
         self.kind = kind  # "channel", "node", "layer", "per_element" or "custom" (algebra results)
+        # (layer, maps) when the value is the mean of one map per image (map maps[i] for image i,
+        # an int: the same map for all): a network may then compute only those maps (nn.fast_cnn)
+        self.picks = picks
         self.layers: tuple[str, ...] = tuple(dict.fromkeys(layers))
         self.name = name
         self.targets: tuple[Target, ...] = tuple(targets)
@@ -117,6 +121,11 @@ def _binary(a: Objective, b: Objective, op, name: str) -> Objective:
 
 
 # ---- building blocks ---------------------------------------------------------------------
+def map_means(picked: torch.Tensor) -> torch.Tensor:
+    """Mean of one map per image (N x H x W: over y, x; a dense layer's N units: themselves)."""
+    return picked.flatten(1).mean(dim=1) if picked.dim() > 1 else picked
+
+
 def _map_values(out: torch.Tensor, index) -> torch.Tensor:
     """Mean of map(s) `index` per image (conv: over y, x; dense: the unit itself)."""
     picked = out[:, index]
@@ -127,7 +136,7 @@ def channel(layer: str, map: int) -> Objective:
     """Mean activation of one map of `layer` (the articles' loss); for a dense layer: unit `map`."""
     map = int(map)
     return Objective(lambda acts: _map_values(acts[layer], map), [layer], f"{layer}:{map}",
-                     [Target(layer, map)], kind="channel")
+                     [Target(layer, map)], kind="channel", picks=(layer, map))
 
 
 def node(layer: str, map: int, y: int | None = None, x: int | None = None) -> Objective:
@@ -186,8 +195,7 @@ def per_element(objectives: Sequence[Objective]) -> Objective:
             if out.shape[0] != len(indices):
                 raise ValueError(f"per_element has {len(indices)} objectives but the batch has {out.shape[0]} images")
             rows = torch.arange(out.shape[0], device=out.device)
-            picked = out[rows, index_tensor.to(out.device)]
-            return picked.flatten(1).mean(dim=1) if picked.dim() > 1 else picked
+            return map_means(out[rows, index_tensor.to(out.device)])
     else:
         def fn(acts):
             n = next(iter(acts.values())).shape[0]
@@ -200,7 +208,8 @@ def per_element(objectives: Sequence[Objective]) -> Objective:
 
     names = [o.name for o in objectives]
     label = f"per_element[{', '.join(names[:3])}{', ...' if len(names) > 3 else ''}] ({len(names)})"
-    result = Objective(fn, layers, label, targets, select, kind="per_element")
+    result = Objective(fn, layers, label, targets, select, kind="per_element",
+                       picks=(layer_name, index_tensor) if maps is not None else None)
     result.parts = tuple(objectives)  # type: ignore[attr-defined]
     return result
 

@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from cnnscope.errors import UserError
-from cnnscope.nn.model import inference_copy, map_batches, per_image_standardize
+from cnnscope.nn.fast_cnn import ascent_network
+from cnnscope.nn.model import map_batches, per_image_standardize
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentResult, AscentSettings
 from cnnscope.optvis.examples import DatasetExamples
@@ -248,8 +249,7 @@ def _diversity(model, objectives, diverse, restarts, weight, layer) -> tuple[int
         raise UserError(f"diverse {diverse} and restarts {restarts} disagree; give one of them", "diverse")
     layer = model.check_layer(layer) if layer is not None else default_diversity_layer(model, objectives)
     groups = torch.arange(len(objectives)).repeat(int(diverse))  # start r of target i at r * M + i
-    fast = inference_copy(model, channels_last=device_of(model).type == "cpu")
-    return int(diverse), [Diversity(fast, layer, groups, weight)]
+    return int(diverse), [Diversity(ascent_network(model, device_of(model)), layer, groups, weight)]
 
 
 def _check_find_options(model, objectives, strategy, restarts, precursor, precursor_steps, chunk_size, start,
