@@ -10,10 +10,10 @@ from cnnscope.runtime import default_threads, free_cores, pick_device, usable_co
 
 
 @pytest.mark.parametrize(("cores", "load", "expected"), [
-    (2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 1.0, 1), (2, 7.5, 1),
-    (8, 2.2, 6), (8, 0.0, 8), (1, 0.0, 1), (4, 3.6, 1),
+    (2, 0.0, 2), (2, 0.9, 2), (2, 1.9, 2), (2, 2.9, 2), (2, 3.0, 1), (2, 7.5, 1),
+    (8, 2.2, 8), (8, 11.9, 8), (8, 12.0, 4), (8, 14.6, 1), (1, 0.0, 1), (1, 1.6, 1), (4, 6.5, 2),
 ])
-def test_free_cores_are_the_usable_cores_minus_the_load(cores, load, expected):
+def test_all_cores_until_the_machine_is_oversubscribed(cores, load, expected):
     assert free_cores(cores, load) == expected
 
 

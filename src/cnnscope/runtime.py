@@ -37,29 +37,37 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+BUSY_LOAD = 1.5  # load average per core from which cnnscope leaves cores to the other processes
+
+
 def free_cores(cores: int | None = None, load: float | None = None) -> int:
-    """Usable cores that other processes are not keeping busy: `cores` minus the 1-minute load
-    average, rounded, at least 1 (the load average counts the processes running or waiting to
-    run; cnnscope asks before its own work starts)."""
+    """The threads to use: all usable `cores` while the 1-minute load average stays below
+    `BUSY_LOAD` x `cores`; above it, the cores the other processes leave, `cores - (load - cores)`,
+    rounded, at least 1 (the load average counts the processes running or waiting to run;
+    cnnscope asks before its own work starts)."""
     cores = usable_cores() if cores is None else cores
     if load is None:
         try:
             load = os.getloadavg()[0]
         except (AttributeError, OSError):  # no load average on this platform
             load = 0.0
-    return max(1, min(cores, round(cores - load)))
+    if load < BUSY_LOAD * cores:
+        return cores
+    return max(1, min(cores, round(2 * cores - load)))
 
 
 @functools.cache
 def default_threads() -> int:
-    """CPU threads for the long commands: the cores free when the first one asks (`free_cores`).
+    """CPU threads for the long commands (`free_cores`, asked once per process, so a report's
+    later sections are not slowed by the load of its own earlier ones); `--threads N` fixes it.
 
-    Two threads that must meet at every step lose when another process holds one of the two
-    cores (2-5x slower on the shared 2-core development machine: the README's thread table),
-    and one thread leaves an idle second core unused (1.35x slower); so the count follows the
-    load, and `--threads N` fixes it. Results are bitwise reproducible for the same thread count:
-    training records the count it used in config.json. Chosen once per process, so a report's
-    later sections are not slowed by the load of its own earlier ones.
+    The costs of a wrong guess are lopsided (benchmarks/threads.py on the 2-core development
+    machine, medians of 3): on a quiet machine one thread was 1.23x (OIPs) and 1.53x (training)
+    slower than two, while with one or two competing processes two threads were only 1.01-1.11x
+    slower than one; at a load average of 4.5, two threads trained 2.3x slower (the README's
+    thread table). A lagging load average (a process that just ended) should not cost the big
+    factor, so every core is used until the machine is clearly oversubscribed. Results are
+    bitwise reproducible for the same thread count: training records the count in config.json.
     """
     return free_cores()
 

@@ -290,3 +290,19 @@ def test_find_oips_works_on_hooked_and_frozen_models_and_changes_neither(small_m
     assert torch.equal(hooked.images, plain.images)
     assert recorder.calls == [] and small_model.training
     assert not any(p.requires_grad for p in small_model.parameters())
+
+
+def test_subset_keeps_everything_recorded_for_the_chosen_targets(small_model, mnist):
+    from cnnscope.optvis.oip import add_dataset_max, subset
+
+    run = find_oips(small_model, map_objectives(small_model, "Conv2D_2", [1, 4, 7, 9]), AscentSettings(steps=6),
+                    restarts=2, seed=2)
+    run = add_dataset_max(run, small_model, to_tensor(mnist.test_x[:200]))
+    cut = subset(run, [2, 0])
+    assert cut.labels == ["Conv2D_2:7", "Conv2D_2:1"]
+    assert torch.equal(cut.final, run.final[[2, 0]]) and torch.equal(cut.images, run.images[[2, 0]])
+    assert torch.equal(cut.dataset_max, run.dataset_max[[2, 0]])
+    assert torch.equal(cut.starts.final, run.starts.final[:, [2, 0]])
+    assert cut.starts.seeds == [[seeds[2], seeds[0]] for seeds in run.starts.seeds]
+    assert cut.start_seeds == [run.start_seeds[2], run.start_seeds[0]]
+    assert all(torch.equal(cut.snapshots[k], run.snapshots[k][[2, 0]]) for k in run.snapshots)

@@ -100,11 +100,17 @@ def test_wrong_run_requests_name_the_parameter(mnist, tmp_path):
 
 def test_ensure_default_model_trains_once_then_reuses(mnist, tmp_path, monkeypatch):
     monkeypatch.setenv("CNNSCOPE_HOME", str(tmp_path))
-    monkeypatch.setattr(runs, "recipe_settings", lambda name: replace(TINY_TRAINING, epochs=1, train_images=300, test_images=300))
+    asked: list[str] = []
+
+    def tiny(name):
+        asked.append(name)
+        return replace(TINY_TRAINING, epochs=1, train_images=300, test_images=300)
+
+    monkeypatch.setattr(runs, "recipe_settings", tiny)
     lines: list[str] = []
     folder = ensure_default_model(log=lines.append, progress=False)
     assert folder == tmp_path / "models" / "default" and is_complete_checkpoint(folder)
-    assert any("training the default recipe" in line for line in lines)
+    assert asked == ["fast"] and any("training the fast recipe" in line for line in lines)
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
     lines.clear()
     assert ensure_default_model(log=lines.append, progress=False) == folder

@@ -41,7 +41,7 @@ class MethodResult:
     method: Method
     run: OipRun
     summary: dict  # quality_report's summary
-    seconds: float
+    seconds: float | None  # None: the run was made elsewhere and only scored here
 
 
 def methods(precursor: int = 0, only: Sequence[str] | None = None,
@@ -62,18 +62,22 @@ def methods(precursor: int = 0, only: Sequence[str] | None = None,
 
 def compare_methods(model, targets: Sequence[O.Objective], images: torch.Tensor, values: torch.Tensor,
                     settings: AscentSettings, chosen: Sequence[Method], seed: int = 0,
-                    device=None) -> list[MethodResult]:
+                    device=None, known: dict[str, OipRun] | None = None) -> list[MethodResult]:
     """Run every method on the same targets (same seed and steps) and score it.
 
     `values` are the targets' activations on `images` (`optvis.examples.target_values`), for
-    the dataset maxima and the natural-path similarity of the quality report.
+    the dataset maxima and the natural-path similarity of the quality report. `known` maps a
+    method's label to a run already made with it (the same targets, settings and seed, e.g. a
+    slice of a zoo): it is scored, not run again.
     """
     results = []
     for method in chosen:
-        run_settings = replace(settings, **method.fields).check()
-        started = time.perf_counter()
-        run = find_oips(model, targets, run_settings, seed=seed, precursor=method.precursor, device=device)
-        seconds = time.perf_counter() - started
+        run, seconds = (known or {}).get(method.label), None
+        if run is None:
+            run_settings = replace(settings, **method.fields).check()
+            started = time.perf_counter()
+            run = find_oips(model, targets, run_settings, seed=seed, precursor=method.precursor, device=device)
+            seconds = time.perf_counter() - started
         summary = quality_report(run, model, images, values)["summary"]
         results.append(MethodResult(method, run, summary, seconds))
     return results

@@ -149,6 +149,33 @@ class OipRun:
         return self.labels.index(name)
 
 
+def subset(run: OipRun, indices: Sequence[int]) -> OipRun:
+    """The run's targets `indices` (in that order), with everything recorded for them: images,
+    trajectories, snapshots, every start, dataset maxima, examples and quality rows."""
+    from dataclasses import replace
+
+    from cnnscope.optvis.examples import DatasetExamples
+
+    keep = torch.as_tensor(list(indices), dtype=torch.long)
+    rows = keep.tolist()
+
+    def pick(tensor):
+        return None if tensor is None else tensor[keep]
+
+    starts = run.starts and StartRecord(run.starts.images[:, keep], run.starts.final[:, keep],
+                                        run.starts.reacted[:, keep], [[s[i] for i in rows] for s in run.starts.seeds],
+                                        [[k[i] for i in rows] for k in run.starts.kinds])
+    examples = run.examples and DatasetExamples({r: v[keep] for r, v in run.examples.index.items()},
+                                                {r: v[keep] for r, v in run.examples.value.items()})
+    report = run.report and {**run.report, "targets": [run.report["targets"][i] for i in rows]}
+    return replace(run, objectives=[run.objectives[i] for i in rows], images=run.images[keep],
+                   values=run.values[:, keep], reacted=run.reacted[keep], steps_used=run.steps_used[keep],
+                   snapshots={step: image[keep] for step, image in run.snapshots.items()},
+                   restart=run.restart[keep], start_seeds=[run.start_seeds[i] for i in rows],
+                   start_kind=[run.start_kind[i] for i in rows], dataset_max=pick(run.dataset_max),
+                   dataset_argmax=pick(run.dataset_argmax), starts=starts, examples=examples, report=report)
+
+
 def _check_run_options(restarts: int, precursor: int, precursor_steps: int, chunk_size: int) -> None:
     for what, value, low in (("restarts", restarts, 1), ("precursor", precursor, 0),
                              ("precursor steps", precursor_steps, 1), ("chunk size", chunk_size, 1)):

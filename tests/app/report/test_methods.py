@@ -1,6 +1,7 @@
 """The demo report's OIP-methods section."""
 
 import numpy as np
+import torch
 from PIL import Image
 
 from cnnscope.app.report import ReportContext
@@ -26,3 +27,27 @@ def test_the_section_shows_the_same_maps_under_every_method(small_model, mnist, 
     plain = find_oips(small_model, map_objectives(small_model, "Conv2D_3", maps), AscentSettings(steps=40))
     facts_reacted = int(section.facts["pixel (articles)"].split(" of ")[0])
     assert facts_reacted == int(plain.reacted.sum())
+
+
+def test_the_articles_row_is_cut_from_the_oip_sections_zoo(small_model, mnist, tmp_path):
+    """With the OIP section's zoo in the context, the articles' row is scored from it, not run again."""
+    from cnnscope.app.report.oip import ZOO_RUN, spread_maps
+    from cnnscope.optvis.oip import subset
+
+    maps = spread_maps(128, 32)  # the zoo holds more maps than the section shows, in another order
+    zoo = find_oips(small_model, map_objectives(small_model, "Conv2D_3", maps[::-1]), AscentSettings(steps=40))
+    ctx = ReportContext(model=small_model, config={}, mnist=mnist, model_dir=tmp_path, folder=tmp_path,
+                        quick=True, progress=False, runs={ZOO_RUN: zoo})
+    section = report_section(ctx)
+    line = section.facts["pixel (articles)"]
+    assert line.endswith("from the zoo above")
+    shown = [zoo.index_of(f"Conv2D_3:{m}") for m in spread_maps(128, MAPS)]
+    assert int(line.split(" of ")[0]) == int(zoo.reacted[shown].sum())
+    cut = subset(zoo, shown)
+    assert cut.labels == [f"Conv2D_3:{m}" for m in spread_maps(128, MAPS)]
+    assert torch.equal(cut.images, zoo.images[shown]) and torch.equal(cut.values, zoo.values[:, shown])
+    assert all(not fact.endswith("from the zoo above") for label, fact in section.facts.items()
+               if label != "pixel (articles)")
+    # another seed's zoo is not the same ascent: computed afresh
+    ctx.seed, ctx.runs[ZOO_RUN] = 1, zoo
+    assert not report_section(ctx).facts["pixel (articles)"].endswith("from the zoo above")

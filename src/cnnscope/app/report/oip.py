@@ -18,9 +18,18 @@ from cnnscope.optvis.oip import (
     quality,
     run_to_json,
     strongest,
+    subset,
 )
 from cnnscope.optvis.quality import add_quality
 from cnnscope.runtime import default_threads, using_threads
+
+ZOO_RUN = "deep zoo, articles' settings"  # ctx.runs key: the deepest layer's zoo, for the methods section
+QUICK_MAPS = 16
+
+
+def spread_maps(count: int, wanted: int) -> list[int]:
+    """`wanted` maps spread evenly over a layer of `count` (all of them when it has no more)."""
+    return list(range(0, count, max(1, count // wanted)))[:wanted]
 
 
 def report_section(ctx) -> Section:
@@ -59,10 +68,11 @@ def _progress(ctx) -> bool:
 def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: list, facts: dict) -> None:
     """The deepest conv layer with the articles' settings and with precursor starts, and a strip."""
     model, steps = ctx.model, settings.steps
-    maps = None if not ctx.quick else list(range(min(16, model.output_shape(deep)[0])))
+    maps = None if not ctx.quick else spread_maps(model.output_shape(deep)[0], QUICK_MAPS)
     targets = map_objectives(model, deep, maps)
     plain = add_quality(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device,
                                   progress=_progress(ctx)), model, test_images)
+    ctx.runs[ZOO_RUN] = plain
     robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=1, precursor=8 if ctx.quick else 16,
                        precursor_steps=12, device=ctx.device, progress=_progress(ctx))
     robust.dataset_max, robust.dataset_argmax = plain.dataset_max, plain.dataset_argmax
@@ -74,7 +84,7 @@ def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: l
                           "did not react."))
     figures.append(Figure(_save(ctx, "oip_zoo_deep_articles.png", zoo_picture(plain)),
                           f"The same maps with the articles' settings (one start of 4-scale noise, {steps} steps)."))
-    figures.append(Figure(_save(ctx, "oip_zoo_examples.png", zoo_picture(_first(plain, 16), columns=4,
+    figures.append(Figure(_save(ctx, "oip_zoo_examples.png", zoo_picture(subset(plain, range(min(16, len(targets)))), columns=4,
                                                                             examples=test_images)), (
         "OIPs next to natural examples: the first 16 maps with the articles' settings, each beside its 9 test images "
         "of highest mean activation. The line under each tile is the OIP's quality report: x = OIP / dataset max, "
@@ -144,20 +154,6 @@ def _logits(ctx, settings: AscentSettings, test_images, figures: list, facts: di
 
 def _pct(share, of: str = "of live maps") -> str:
     return "n/a" if share is None else f"{100 * share:.1f}% {of}".strip()
-
-
-def _first(run: OipRun, count: int) -> OipRun:
-    """The run's first `count` targets (with their examples and quality rows) for a smaller picture."""
-    from dataclasses import replace
-
-    from cnnscope.optvis.examples import DatasetExamples
-
-    keep = min(count, len(run.objectives))
-    examples = DatasetExamples({r: v[:keep] for r, v in run.examples.index.items()},
-                               {r: v[:keep] for r, v in run.examples.value.items()}) if run.examples else None
-    report = {"targets": run.report["targets"][:keep], "summary": run.report["summary"]} if run.report else None
-    return replace(run, objectives=run.objectives[:keep], images=run.images[:keep], values=run.values[:, :keep],
-                   reacted=run.reacted[:keep], examples=examples, report=report)
 
 
 def _conv_layers(model) -> tuple[str | None, str | None]:

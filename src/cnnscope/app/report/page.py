@@ -56,6 +56,7 @@ class ReportContext:
     quick: bool = False  # tests: smaller workloads, same code paths
     progress: bool = True
     compare: Path | None = None  # another checkpoint to compare the model with (`demo --compare`)
+    runs: dict = field(default_factory=dict)  # OIP runs one section made for another (`ZOO_RUN`: the articles' zoo)
 
 
 def section_builders() -> list[Callable[[ReportContext], Section | None]]:
