@@ -19,6 +19,7 @@ from cnnscope.optvis.ascent import AscentSettings
 from cnnscope.optvis.oip import OipRun, find_oips
 from cnnscope.optvis.quality import quality_report
 from cnnscope.optvis.transforms import ROBUST_ROTATE, ROBUST_SHIFT, ROBUST_ZOOM
+from cnnscope.runtime import side_by_side
 
 # method name -> the AscentSettings fields it changes
 METHODS = {
@@ -68,16 +69,25 @@ def compare_methods(model, targets: Sequence[O.Objective], images: torch.Tensor,
     `values` are the targets' activations on `images` (`optvis.examples.target_values`), for
     the dataset maxima and the natural-path similarity of the quality report. `known` maps a
     method's label to a run already made with it (the same targets, settings and seed, e.g. a
-    slice of a zoo): it is scored, not run again.
+    slice of a zoo): it is scored, not run again. The others run side by side
+    (`runtime.side_by_side`: one torch thread each on the CPU), so a method's seconds are its
+    wall time on one core.
     """
-    results = []
-    for method in chosen:
-        run, seconds = (known or {}).get(method.label), None
-        if run is None:
+    known = known or {}
+
+    def timed(method: Method):
+        def job() -> tuple[OipRun, float]:
             run_settings = replace(settings, **method.fields).check()
             started = time.perf_counter()
             run = find_oips(model, targets, run_settings, seed=seed, precursor=method.precursor, device=device)
-            seconds = time.perf_counter() - started
+            return run, time.perf_counter() - started
+        return job
+
+    todo = [method for method in chosen if method.label not in known]
+    made = dict(zip((m.label for m in todo), side_by_side([timed(m) for m in todo], device=device), strict=True))
+    results = []
+    for method in chosen:
+        run, seconds = made.get(method.label, (known.get(method.label), None))
         summary = quality_report(run, model, images, values)["summary"]
         results.append(MethodResult(method, run, summary, seconds))
     return results

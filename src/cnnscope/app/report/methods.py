@@ -48,7 +48,8 @@ def report_section(ctx) -> Section | None:
              f"{maps[-1]}) under each OIP method, same seed and steps. Per method: maps that react, live maps "
              "above their dataset maximum, median OIP / dataset max, median natural-path similarity (Spearman "
              "correlation of the OIP's activation pattern in the earlier layers with that of the map's top-9 "
-             "test images), majority success (the map is the strongest of its layer at its OIP) and time.")
+             "test images), majority success (the map is the strongest of its layer at its OIP) and time (the "
+             "methods run side by side, each on one core).")
     caption = ("Rows: methods; columns: the same maps (contrast-enhanced). Robustness: shift, zoom and rotation "
                "sized for 28 px; Fourier: 1/f spectrum; MACO: the MNIST amplitude spectrum, phase optimised.")
     return Section("OIP methods compared", intro, [Figure("oip_methods.png", caption)], facts)

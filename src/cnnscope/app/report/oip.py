@@ -21,10 +21,11 @@ from cnnscope.optvis.oip import (
     subset,
 )
 from cnnscope.optvis.quality import add_quality
-from cnnscope.runtime import default_threads, using_threads
+from cnnscope.runtime import default_threads, side_by_side, using_threads
 
 ZOO_RUN = "deep zoo, articles' settings"  # ctx.runs key: the deepest layer's zoo, for the methods section
 QUICK_MAPS = 16
+GALLERY_MAPS, GALLERY_STARTS = 8, 4
 
 
 def spread_maps(count: int, wanted: int) -> list[int]:
@@ -41,13 +42,14 @@ def report_section(ctx) -> Section:
         test_x, _ = ctx.mnist.images("test")
         test_images = to_tensor(test_x[:500] if quick else test_x)
         deep, middle = _conv_layers(ctx.model)
+        runs = _runs(ctx, deep, middle, settings, test_images)
         figures, facts = [], {}
         if deep is not None:
-            _deep_zoos(ctx, deep, settings, test_images, figures, facts)
-            _gallery(ctx, deep, settings, figures, facts)
+            _deep_zoos(ctx, deep, runs, test_images, figures, facts)
+            _gallery(ctx, deep, runs["gallery"], figures, facts)
         if middle is not None:
-            _middle_zoo(ctx, middle, settings, figures)
-        _logits(ctx, settings, test_images, figures, facts)
+            _middle_zoo(ctx, middle, runs["middle"], figures)
+        _logits(runs["logits"], ctx, figures, facts)
     intro = ("OIPs (optimal input patterns): gradient ascent on the input, from random noise on several length "
              "scales, to maximise the mean activation of a map (articles VII-IX). Values are in the network's "
              "standardised input space; 'dataset max' is the highest mean activation over the test images.")
@@ -65,16 +67,37 @@ def _progress(ctx) -> bool:
     return bool(getattr(ctx, "progress", False)) and not ctx.quick
 
 
-def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: list, facts: dict) -> None:
+def _runs(ctx, deep: str | None, middle: str | None, settings: AscentSettings, test_images) -> dict[str, OipRun]:
+    """Every OIP run of the section, computed side by side (`runtime.side_by_side`), longest first:
+    the deepest layer with precursor starts and with the articles' settings, the middle layer, the
+    gallery and the logits."""
+    model, seed, device, progress = ctx.model, ctx.seed, ctx.device, _progress(ctx)
+    jobs = {}
+    if deep is not None:
+        maps = None if not ctx.quick else spread_maps(model.output_shape(deep)[0], QUICK_MAPS)
+        targets = map_objectives(model, deep, maps)
+        jobs["robust"] = lambda: find_oips(model, targets, settings, seed=seed, precursor=8 if ctx.quick else 16,
+                                           precursor_steps=12, device=device, progress=progress)
+        jobs["plain"] = lambda: add_quality(find_oips(model, targets, settings, seed=seed, device=device,
+                                                      progress=progress), model, test_images)
+    if middle is not None:
+        middle_maps = None if not ctx.quick else list(range(min(8, model.output_shape(middle)[0])))
+        jobs["middle"] = lambda: find_oips(model, map_objectives(model, middle, middle_maps), settings, seed=seed,
+                                           device=device, progress=progress)
+    if deep is not None:
+        gallery_maps = list(range(min(GALLERY_MAPS, model.output_shape(deep)[0])))
+        jobs["gallery"] = lambda: find_oips(model, map_objectives(model, deep, gallery_maps), settings,
+                                            restarts=GALLERY_STARTS, seed=seed, device=device, progress=progress)
+    jobs["logits"] = lambda: add_dataset_max(find_oips(model, logit_objectives(model), settings, seed=seed,
+                                                       device=device), model, test_images)
+    return dict(zip(jobs, side_by_side(list(jobs.values()), device=device), strict=True))
+
+
+def _deep_zoos(ctx, deep: str, runs: dict[str, OipRun], test_images, figures: list, facts: dict) -> None:
     """The deepest conv layer with the articles' settings and with precursor starts, and a strip."""
-    model, steps = ctx.model, settings.steps
-    maps = None if not ctx.quick else spread_maps(model.output_shape(deep)[0], QUICK_MAPS)
-    targets = map_objectives(model, deep, maps)
-    plain = add_quality(find_oips(model, targets, settings, seed=ctx.seed, device=ctx.device,
-                                  progress=_progress(ctx)), model, test_images)
+    model, plain, robust = ctx.model, runs["plain"], runs["robust"]
+    steps, targets = plain.settings.steps, plain.objectives
     ctx.runs[ZOO_RUN] = plain
-    robust = find_oips(model, targets, settings, seed=ctx.seed, restarts=1, precursor=8 if ctx.quick else 16,
-                       precursor_steps=12, device=ctx.device, progress=_progress(ctx))
     robust.dataset_max, robust.dataset_argmax = plain.dataset_max, plain.dataset_argmax
     q_plain, q_robust = quality(plain), quality(robust)
     figures.append(Figure(_save(ctx, "oip_zoo_deep.png", zoo_picture(robust)),
@@ -84,8 +107,8 @@ def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: l
                           "did not react."))
     figures.append(Figure(_save(ctx, "oip_zoo_deep_articles.png", zoo_picture(plain)),
                           f"The same maps with the articles' settings (one start of 4-scale noise, {steps} steps)."))
-    figures.append(Figure(_save(ctx, "oip_zoo_examples.png", zoo_picture(subset(plain, range(min(16, len(targets)))), columns=4,
-                                                                            examples=test_images)), (
+    first = subset(plain, range(min(16, len(targets))))
+    figures.append(Figure(_save(ctx, "oip_zoo_examples.png", zoo_picture(first, columns=4, examples=test_images)), (
         "OIPs next to natural examples: the first 16 maps with the articles' settings, each beside its 9 test images "
         "of highest mean activation. The line under each tile is the OIP's quality report: x = OIP / dataset max, "
         "M = majority success (the map is the largest of its layer at its OIP: green), np = natural-path similarity "
@@ -116,16 +139,13 @@ def _deep_zoos(ctx, deep: str, settings: AscentSettings, test_images, figures: l
     write_json(ctx.folder / "oip_deep_articles.json", run_to_json(plain, model, include_images=False))
 
 
-def _gallery(ctx, deep: str, settings: AscentSettings, figures: list, facts: dict) -> None:
+def _gallery(ctx, deep: str, run: OipRun, figures: list, facts: dict) -> None:
     """Eight maps of the deepest layer from four starts each: does the same pattern emerge?"""
-    model = ctx.model
-    maps = list(range(min(8, model.output_shape(deep)[0])))
-    run = find_oips(model, map_objectives(model, deep, maps), settings, restarts=4, seed=ctx.seed,
-                    device=ctx.device, progress=_progress(ctx))
+    maps = [objective.targets[0].map for objective in run.objectives]
     summary = gallery_summary(run)
     threshold = "n/a" if summary["threshold"] is None else f"{summary['threshold']:.2f}"
     figures.append(Figure(_save(ctx, "oip_gallery.png", gallery_picture(run, summary)), (
-        f"Maps {maps[0]}-{maps[-1]} of {deep}, each from 4 different random starts (the articles' series). "
+        f"Maps {maps[0]}-{maps[-1]} of {deep}, each from {run.restarts} different random starts (the articles' series). "
         "When the same pattern emerges from different noise, it belongs to the map. Each row gives the median "
         "shift-tolerant similarity of its starts (best normalised cross-correlation over shifts of up to "
         f"{summary['max_shift']} pixels): 'stable' above {threshold}, the {summary['threshold_rule']}.")))
@@ -133,19 +153,12 @@ def _gallery(ctx, deep: str, settings: AscentSettings, figures: list, facts: dic
                                                        f"{len(maps)} (median similarity {summary['median_similarity']})")
 
 
-def _middle_zoo(ctx, middle: str, settings: AscentSettings, figures: list) -> None:
-    model = ctx.model
-    maps = None if not ctx.quick else list(range(min(8, model.output_shape(middle)[0])))
-    run = find_oips(model, map_objectives(model, middle, maps), settings, seed=ctx.seed, device=ctx.device,
-                    progress=_progress(ctx))
+def _middle_zoo(ctx, middle: str, run: OipRun, figures: list) -> None:
     figures.append(Figure(_save(ctx, "oip_zoo_middle.png", zoo_picture(run)),
                           f"OIPs of the {len(run.objectives)} maps of {middle} (articles' settings)."))
 
 
-def _logits(ctx, settings: AscentSettings, test_images, figures: list, facts: dict) -> None:
-    model = ctx.model
-    run = add_dataset_max(find_oips(model, logit_objectives(model), settings, seed=ctx.seed, device=ctx.device),
-                          model, test_images)
+def _logits(run: OipRun, ctx, figures: list, facts: dict) -> None:
     figures.append(Figure(_save(ctx, "oip_logits.png", zoo_picture(run, columns=5, scale=4)),
                           "What each digit looks like to the network: the input that maximises each logit "
                           "(label: digit and logit value)."))
