@@ -247,3 +247,27 @@ def test_inference_copy_keeps_tied_parameters_and_shared_modules_shared():
     x = torch.randn(3, 4)
     torch.testing.assert_close(fast(x), net(x))
     assert not fast[0].weight.requires_grad and shared.weight.requires_grad
+
+
+@pytest.mark.parametrize("pool_padding", ["valid", "same"])
+def test_fused_forward_equals_forward_bit_for_bit(mnist, pool_padding):
+    """Pooling before ReLU (the training's forward pass): the same logits and gradients, bit for bit."""
+    from cnnscope.data.mnist import to_tensor
+    from cnnscope.nn.spec import LayerSpec, ModelSpec
+
+    torch.manual_seed(3)
+    spec = ModelSpec((LayerSpec("conv", "C1", 8, (3, 3), "relu"), LayerSpec("pool", "P1", kernel=(3, 3), padding=pool_padding),
+                      LayerSpec("conv", "C2", 6, (3, 3), "relu"), LayerSpec("pool", "P2", kernel=(2, 2)),
+                      LayerSpec("flatten", "F"), LayerSpec("dense", "D", 10)))
+    for model in (CNN(), CNN(spec)):
+        x = to_tensor(mnist.test_x[:16]).requires_grad_(True)
+        results = []
+        for run in (model.forward, model.fused_forward):
+            model.zero_grad()
+            out = run(x)
+            (grad_x,) = torch.autograd.grad(out.square().sum(), x, retain_graph=True)
+            out.square().sum().backward()
+            results.append((out.detach(), grad_x, [p.grad.clone() for p in model.parameters()]))
+        (a, ga, wa), (b, gb, wb) = results
+        assert torch.equal(a, b) and torch.equal(ga, gb)
+        assert all(torch.equal(u, v) for u, v in zip(wa, wb, strict=True))

@@ -9,10 +9,9 @@ caller's model is never changed.
 `FastCNN` computes the same function as the CNN with three changes, each checked against the
 plain model in tests/nn/test_fast_cnn.py and measured in benchmarks/oip_speed.py:
 
-1. **Pool before ReLU.** A ReLU conv layer followed by max-pooling, when only the pool's output
-   is read, is computed as pooling then ReLU. ReLU is non-decreasing, so max(relu(a)) =
-   relu(max(a)) and the gradient reaches the same pixels: values and gradients are equal bit
-   for bit, and the ReLU and its backward pass touch a quarter of the values.
+1. **Pool before ReLU** (`CNN.run_layers`, which the training's forward pass also uses): a
+   ReLU conv layer followed by max-pooling, when only the pool's output is read, is computed
+   as pooling then ReLU, equal bit for bit.
 2. **The first layer's input gradient as a matrix product.** For a first conv layer with one
    input channel, mkldnn's transposed convolution (the input gradient) ran about 8x slower
    than its FLOPs allow; `FirstConv` computes it as one matrix product (pixels x channels
@@ -108,27 +107,7 @@ class FastCNN(PlainNetwork):
              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The body's first `stop` layers on `x`: (their last output, the outputs in `wanted`)."""
         h = self.model.normalize(x) if normalize else x
-        out: dict[str, torch.Tensor] = {}
-        i = 0
-        while i < stop:
-            name, module = self.children[i]
-            linear_conv = _pre_activation(module, h, first=i == 0)
-            if linear_conv is not None and self._pool_follows(i, stop, wanted):
-                pool_name, pool = self.children[i + 1]
-                h = torch.relu(pool(linear_conv))
-                out[pool_name] = h
-                i += 2
-                continue
-            h = module(h) if linear_conv is None else apply_activation(module.activation, linear_conv)
-            out[name] = h
-            i += 1
-        return h, {name: value for name, value in out.items() if name in wanted}
-
-    def _pool_follows(self, i: int, stop: int, wanted: set[str]) -> bool:
-        """Whether layer i (a conv) is a ReLU conv whose output is only read by a max-pool after it."""
-        name, module = self.children[i]
-        return (module.activation == "relu" and name not in wanted and i + 1 < stop
-                and isinstance(self.children[i + 1][1], nn.MaxPool2d))
+        return self.model.run_layers(h, stop, wanted, pre_activation=_first_conv)
 
 
 def _pair(value) -> tuple[int, int]:
@@ -141,14 +120,12 @@ def _plain_pool(module: nn.Module) -> bool:
             and _pair(module.padding) == (0, 0) and _pair(module.dilation) == (1, 1) and not module.ceil_mode)
 
 
-def _pre_activation(module: nn.Module, h: torch.Tensor, first: bool) -> torch.Tensor | None:
-    """A conv layer's output before its activation (None for other layers); a first conv with
-    one input channel through `FirstConv`."""
-    if not isinstance(module, Conv2DLayer):
-        return None
-    if first and module.in_channels == 1 and h.device.type == "cpu" and h.requires_grad:
+def _first_conv(module: Conv2DLayer, h: torch.Tensor, index: int) -> torch.Tensor | None:
+    """The first layer's output before its activation through `FirstConv` when it has one input
+    channel and the input needs a gradient on the CPU (None: the layer's own convolution)."""
+    if index == 0 and module.in_channels == 1 and h.device.type == "cpu" and h.requires_grad:
         return FirstConv.apply(_same_pad(module, h), module.weight, module.bias)
-    return module._conv_forward(h, module.weight, module.bias)
+    return None
 
 
 def _same_pad(module: Conv2DLayer, h: torch.Tensor) -> torch.Tensor:

