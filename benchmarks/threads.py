@@ -3,7 +3,7 @@
 For each condition (no competing process, one, two; each keeps one core busy with a
 single-threaded matrix multiply) and each thread count (1, 2), a fresh worker process runs
 the same work -- an OIP batch of Conv2D_3 maps (the articles' rule) and training steps of the
-default recipe -- and reports its wall time. The conditions alternate over the rounds; medians
+default recipe -- and reports its wall time. The thread counts alternate within each round; medians
 are printed with the load average the policy (`cnnscope.runtime.default_threads`) saw and the
 count it picked, so the table shows what the policy costs or gains in each condition.
 
