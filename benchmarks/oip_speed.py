@@ -85,12 +85,11 @@ def plain_batched_loop(model, layer: str, starts: torch.Tensor, steps: int = 600
 def plain_network():
     """The engine on the plain network (the model's own layers, no `FastCNN`): the engine as it
     was before issue 17, for the same-run ratio of what `FastCNN` adds."""
-    from cnnscope.nn import fast_cnn
     from cnnscope.nn.model import inference_copy
-    from cnnscope.optvis import ascent
+    from cnnscope.optvis import ascent, networks
 
     def plain(model, device):
-        return fast_cnn.PlainNetwork(inference_copy(model, channels_last=device.type == "cpu"))
+        return networks.PlainNetwork(inference_copy(model, channels_last=device.type == "cpu"))
 
     saved, ascent.ascent_network = ascent.ascent_network, plain
     try:

@@ -7,7 +7,7 @@ relative tolerance (1e-3 per value, 1e-2 for the trajectories that pass through 
 hundreds of ascent steps), which still catches any change of the algorithm.
 
 The ascent's figures were recorded through the plain network (the model's own forward pass,
-`nn.fast_cnn.PlainNetwork`); the first test checks them on that network, bit for bit here.
+`optvis.networks.PlainNetwork`); the first test checks them on that network, bit for bit here.
 The default `FastCNN` sums in another order (issue 17), so its figures are checked against the
 same recording with the bounds of `FAST_BOUNDS`, measured when it was introduced.
 """
@@ -32,12 +32,11 @@ EXACT = ("zoo_reacted", "precursor_kind", "precursor_restart", "adam_steps_used"
 @pytest.fixture()
 def plain_network(monkeypatch):
     """The ascent on the plain network, as the figures were recorded."""
-    from cnnscope.nn import fast_cnn
     from cnnscope.nn.model import inference_copy
-    from cnnscope.optvis import ascent, oip
+    from cnnscope.optvis import ascent, networks, oip
 
     def plain(model, device):
-        return fast_cnn.PlainNetwork(inference_copy(model, channels_last=device.type == "cpu"))
+        return networks.PlainNetwork(inference_copy(model, channels_last=device.type == "cpu"))
 
     monkeypatch.setattr(ascent, "ascent_network", plain)
     monkeypatch.setattr(oip, "ascent_network", plain)

@@ -295,7 +295,7 @@ class CNN(LayerStructure, nn.Module):
         its backward pass touch a quarter of the values (a training step 10% faster). The layers
         are called directly, so module hooks do not fire.
         `pre_activation(module, h, index)` may compute a conv layer's output before its activation
-        (None: the layer's own convolution; `nn.fast_cnn` passes its own).
+        (None: the layer's own convolution; `optvis.networks` passes its own).
         """
         children = list(self.body.named_children())
         out: dict[str, torch.Tensor] = {}

@@ -27,7 +27,7 @@ An image stops early (and stays frozen) when
 Only moving images go through the network: the batch shrinks as images stop (measured 1.8-2.7x
 faster than masking frozen images in a full batch on a model whose silent maps stop early).
 
-`ascend` runs on `nn.fast_cnn.ascent_network(model)`: an eval-mode copy of the model
+`ascend` runs on `optvis.networks.ascent_network(model)`: an eval-mode copy of the model
 (channels-last on the CPU, parameters without gradients) that computes a CNN's values and
 input gradients with less work (pooling before ReLU, the first layer's input gradient as a
 matrix product, only the maps an objective reads), so the caller's model is never changed.
@@ -43,8 +43,8 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from cnnscope.errors import UserError, check_choice, check_positive, check_whole
-from cnnscope.nn.fast_cnn import ascent_network
 from cnnscope.optvis.callbacks import Callback, SnapshotCollector
+from cnnscope.optvis.networks import ascent_network
 from cnnscope.optvis.objectives import Objective, validate
 from cnnscope.optvis.parametrizations import (
     PARAMETRIZATIONS,

@@ -50,7 +50,7 @@ class Objective:
         self.fn = fn
         self.kind = kind  # "channel", "node", "layer", "per_element" or "custom" (algebra results)
         # (layer, maps) when the value is the mean of one map per image (map maps[i] for image i,
-        # an int: the same map for all): a network may then compute only those maps (nn.fast_cnn)
+        # an int: the same map for all): a network may then compute only those maps (optvis.networks)
         self.picks = picks
         self.layers: tuple[str, ...] = tuple(dict.fromkeys(layers))
         self.name = name

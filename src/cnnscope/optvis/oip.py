@@ -23,11 +23,11 @@ import numpy as np
 import torch
 
 from cnnscope.errors import UserError
-from cnnscope.nn.fast_cnn import ascent_network
 from cnnscope.nn.model import map_batches, per_image_standardize
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentResult, AscentSettings
 from cnnscope.optvis.examples import DatasetExamples
+from cnnscope.optvis.networks import ascent_network
 from cnnscope.optvis.regularizers import Diversity
 from cnnscope.optvis.starts import (
     DEFAULT_FACTORS,

@@ -7,7 +7,7 @@ and `network.activations(x, layers, normalize)` as a model has it. For a `CNN` t
 caller's model is never changed.
 
 `FastCNN` computes the same function as the CNN with three changes, each checked against the
-plain model in tests/nn/test_fast_cnn.py and measured in benchmarks/oip_speed.py:
+plain model in tests/optvis/test_networks.py and measured in benchmarks/oip_speed.py:
 
 1. **Pool before ReLU** (`CNN.run_layers`, which the training's forward pass also uses): a
    ReLU conv layer followed by max-pooling, when only the pool's output is read, is computed
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnscope.nn.model import CNN, Conv2DLayer, DenseLayer, apply_activation, inference_copy
+from cnnscope.optvis.objectives import capture, map_means, resolve_layer
 
 
 def ascent_network(model, device: torch.device):
@@ -52,8 +53,6 @@ class PlainNetwork:
         return self.model.activations(x, layers, normalize=normalize)
 
     def values(self, x: torch.Tensor, objective) -> torch.Tensor:
-        from cnnscope.optvis.objectives import capture
-
         return objective(capture(self, x, objective))
 
 
@@ -70,8 +69,6 @@ class FastCNN(PlainNetwork):
         return {name: out[name] for name in layers}
 
     def values(self, x: torch.Tensor, objective) -> torch.Tensor:
-        from cnnscope.optvis.objectives import capture, map_means, resolve_layer
-
         layers = {resolve_layer(name, self) for name in objective.layers}
         if len(layers) == 1:
             x = self._cropped(x, self.layer_names.index(layers.pop()))

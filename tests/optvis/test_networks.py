@@ -1,4 +1,4 @@
-"""The ascent's network (nn/fast_cnn.py) against the model itself: the same values and input
+"""The ascent's network (optvis/networks.py) against the model itself: the same values and input
 gradients, to float rounding, for every kind of objective and for other layouts."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from cnnscope.data.mnist import to_tensor
-from cnnscope.nn.fast_cnn import FastCNN, FirstConv, PlainNetwork, ascent_network
 from cnnscope.nn.model import CNN, per_image_standardize
 from cnnscope.nn.spec import LayerSpec, ModelSpec
 from cnnscope.optvis import objectives as O
+from cnnscope.optvis.networks import FastCNN, FirstConv, PlainNetwork, ascent_network
 
 
 def starts(mnist, n: int) -> torch.Tensor:
@@ -143,13 +143,13 @@ def test_the_input_is_cropped_to_what_the_read_layer_sees(mnist):
 
 def test_large_inputs_compute_the_whole_layer(small_model, mnist, monkeypatch):
     """Above PICK_LIMIT gathered values (photos) the layer is computed whole: the same numbers."""
-    from cnnscope.nn import fast_cnn
+    from cnnscope.optvis import networks
 
     x = starts(mnist, 4)
     objective = O.per_element([O.channel("Conv2D_2", i) for i in (0, 5, 9, 63)])
     network = ascent_network(small_model, x.device)
     picked = value_and_gradient(network, x, objective)
-    monkeypatch.setattr(fast_cnn, "PICK_LIMIT", 0)
+    monkeypatch.setattr(networks, "PICK_LIMIT", 0)
     whole = value_and_gradient(network, x, objective)
     assert_close(whole, picked)
     assert_close(whole, reference(small_model, x, objective))
