@@ -99,7 +99,8 @@ def side_by_side(jobs: Sequence[Callable[[], T]], workers: int | None = None,
     jobs side by side use the cores better: four OIP runs of the demo report took 1.29-1.33x less
     wall time than one after the other with two torch threads (2-core machine). Each result is
     bit for bit what the job gives alone on one thread. On a GPU, or with one worker, the jobs
-    run one after the other.
+    run one after the other. The jobs share the caller's objects, so they may only read them
+    (a model must stay in eval mode: `map_batches` switches a model's mode while it runs).
     """
     workers = default_threads() if workers is None else int(workers)
     if workers <= 1 or len(jobs) <= 1 or torch.device(device or "cpu").type != "cpu":
