@@ -120,8 +120,8 @@ class AscentSettings:
         """The time-to-quality preset (`cnnscope oip --fast`): 150 normalised steps whose length
         falls from 0.5 to 0.01 on a half cosine, per-target early stopping (relative change below
         1e-4 for 4 steps), the articles' standardisation. On the default model it reached the
-        articles' 600-step value for 114 of the 122 live maps of Conv2D_3 in 1/3.85 of the time;
-        with `find_oips(precursor=3)` for 118 in 1/2 of the time (benchmarks/oip_fast.py)."""
+        articles' 600-step value for 114 of the 122 live maps of Conv2D_3 in 1/3.71 of the time;
+        with `find_oips(precursor=3)` for 118 in 1/2.52 of the time (benchmarks/oip_fast.py)."""
         preset = dict(steps=150, epsilon=0.5, epsilon_end=0.01, early_stop=True, tolerance=1e-4, patience=4)
         return cls(**{**preset, **changes})
 
