@@ -45,7 +45,7 @@ def alternate(functions: dict, calls: int, rounds: int = 5) -> dict[str, float]:
 
 
 def ascent_step(model, threads: int) -> None:
-    from cnnscope.nn.model import inference_copy
+    from cnnscope.nn.inference import inference_copy
 
     prefix = inference_copy(model, channels_last=True).prefix("Conv2D_3", normalize=False)
 

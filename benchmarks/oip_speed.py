@@ -85,7 +85,7 @@ def plain_batched_loop(model, layer: str, starts: torch.Tensor, steps: int = 600
 def plain_network():
     """The engine on the plain network (the model's own layers, no `FastCNN`): the engine as it
     was before issue 17, for the same-run ratio of what `FastCNN` adds."""
-    from cnnscope.nn.model import inference_copy
+    from cnnscope.nn.inference import inference_copy
     from cnnscope.optvis import ascent, networks
 
     def plain(model, device):

@@ -32,7 +32,7 @@ EXACT = ("zoo_reacted", "precursor_kind", "precursor_restart", "adam_steps_used"
 @pytest.fixture()
 def plain_network(monkeypatch):
     """The ascent on the plain network, as the figures were recorded."""
-    from cnnscope.nn.model import inference_copy
+    from cnnscope.nn.inference import inference_copy
     from cnnscope.optvis import ascent, networks, oip
 
     def plain(model, device):

@@ -216,7 +216,7 @@ def test_inference_copy_leaves_hooks_and_user_state_behind(small_model, mnist):
     import copy
 
     from cnnscope.data.mnist import to_tensor
-    from cnnscope.nn.model import inference_copy
+    from cnnscope.nn.inference import inference_copy
 
     small_model.train()
     calls = _hooked_and_frozen(small_model)
@@ -238,7 +238,7 @@ def test_inference_copy_leaves_hooks_and_user_state_behind(small_model, mnist):
 
 
 def test_inference_copy_keeps_tied_parameters_and_shared_modules_shared():
-    from cnnscope.nn.model import inference_copy
+    from cnnscope.nn.inference import inference_copy
 
     shared = torch.nn.Linear(4, 4)
     net = torch.nn.Sequential(shared, torch.nn.ReLU(), shared)

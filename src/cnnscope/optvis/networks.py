@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnscope.nn.model import CNN, Conv2DLayer, DenseLayer, apply_activation, inference_copy
+from cnnscope.nn.inference import inference_copy
+from cnnscope.nn.model import CNN, Conv2DLayer, DenseLayer, apply_activation
 from cnnscope.optvis.objectives import capture, map_means, resolve_layer
 
 

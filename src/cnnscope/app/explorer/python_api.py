@@ -14,7 +14,7 @@ import webbrowser
 from pathlib import Path
 
 from cnnscope.errors import UserError
-from cnnscope.nn.model import inference_copy
+from cnnscope.nn.inference import inference_copy
 
 EXPLORER_INPUT = (1, 28, 28)  # the page draws and shows MNIST digits
 
