@@ -1,4 +1,4 @@
-"""Numbers recorded before the restructure (issue 11) must not change.
+"""Recorded numbers (first before the restructure, issue 11) must not change.
 
 On the machine that recorded them (same CPU model and flags, same torch) the comparison is
 bit for bit. On another CPU, torch picks other kernels whose sums round differently in the
@@ -19,27 +19,28 @@ import math
 
 import pytest
 
-from golden.figures import GOLDEN, ascent_figures, compute, cpu_key
+from golden.figures import GOLDEN, ascent_figures, compute, cpu_key, golden_model, on_the_plain_network
 
 LOOSE = ("train_", "adam_", "zoo_", "precursor_", "dream_", "node_")
-# FastCNN against the recording, relative per value: measured at most 9.6e-4 for the 120-step zoo
-# (36 of its 128 final values differ at all), 7.0e-4 for Adam with jitter, 2.1e-7 for precursors,
-# 2.6e-9 for the dreams, none for the nodes; the dataset maxima do not pass through it
-FAST_BOUNDS = {"zoo_": 2e-3, "adam_": 2e-3, "precursor_": 1e-5, "node_": 1e-5, "dream_": 1e-5, "dataset_": 0.0}
+# FastCNN against the recording, relative per value, about twice the largest difference measured on
+# the stored model (2026-12-02, AVX-512 EPYC): 2.95e-3 for the 120-step zoo (44 of its 128 final
+# values differ at all), 8.0e-4 for Adam with jitter, 1.8e-7 for precursors, 1e-7 for the nodes and
+# dreams; the dataset maxima do not pass through it
+FAST_BOUNDS = {"zoo_": 6e-3, "adam_": 2e-3, "precursor_": 1e-5, "node_": 1e-5, "dream_": 1e-5, "dataset_": 0.0}
 EXACT = ("zoo_reacted", "precursor_kind", "precursor_restart", "adam_steps_used")
 
 
 @pytest.fixture()
-def plain_network(monkeypatch):
+def small_model():
+    """The model the figures were recorded on (stored, not retrained: see golden/figures.py)."""
+    return golden_model()
+
+
+@pytest.fixture()
+def plain_network():
     """The ascent on the plain network, as the figures were recorded."""
-    from cnnscope.nn.inference import inference_copy
-    from cnnscope.optvis import ascent, networks, oip
-
-    def plain(model, device):
-        return networks.PlainNetwork(inference_copy(model, channels_last=device.type == "cpu"))
-
-    monkeypatch.setattr(ascent, "ascent_network", plain)
-    monkeypatch.setattr(oip, "ascent_network", plain)
+    with on_the_plain_network():
+        yield
 
 
 def test_golden_figures_are_unchanged(small_model, mnist, plain_network):

@@ -2,9 +2,14 @@
 
 `compute(model, mnist)` runs the OIP engine (articles' rule, precursor and restarts, Adam with
 jitter, blur, total variation and early stopping), the three dream modes, a short training run,
-the evaluation, the 4-vs-9 patterns and the four attribution methods on the conftest's small
-model, and returns every number as plain floats. `tests/golden/figures.json` holds the values
-recorded before the restructure (issue 11); `test_golden.py` compares against them.
+the evaluation, the 4-vs-9 patterns and the four attribution methods on `golden_model()`, and
+returns every number as plain floats. `tests/golden/figures.json` holds the values recorded
+(first before the restructure, issue 11), `test_golden.py` compares against them.
+
+`golden_model()` is the conftest's small model as it was trained when the figures were recorded,
+its weights stored in `model.safetensors`: trained again on another CPU, its 300 Adam steps turn
+the kernels' last-bit differences into another model (40% other dataset maxima, other maps that
+react), which no tolerance on the figures could absorb.
 
     python tests/golden/figures.py        # re-record (only when a change of numbers is intended)
 """
@@ -15,11 +20,43 @@ import hashlib
 import json
 import platform
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
 GOLDEN = Path(__file__).with_name("figures.json")
+MODEL = Path(__file__).with_name("model.safetensors")
+
+
+@contextmanager
+def on_the_plain_network():
+    """The ascent through the model's own forward pass (`PlainNetwork`), as the figures were first
+    recorded; the default `FastCNN` sums in another order (test_golden's FAST_BOUNDS)."""
+    from cnnscope.nn.inference import inference_copy
+    from cnnscope.optvis import ascent, networks, oip
+
+    def plain(model, device):
+        return networks.PlainNetwork(inference_copy(model, channels_last=device.type == "cpu"))
+
+    saved = ascent.ascent_network, oip.ascent_network
+    ascent.ascent_network = oip.ascent_network = plain
+    try:
+        yield
+    finally:
+        ascent.ascent_network, oip.ascent_network = saved
+
+
+def golden_model():
+    """The small model the figures were recorded on (stored weights, the same on every CPU)."""
+    from safetensors.torch import load_file
+
+    from cnnscope.nn.model import CNN
+    from cnnscope.nn.spec import default_spec
+
+    model = CNN(default_spec())
+    model.load_state_dict(load_file(str(MODEL)))
+    return model.eval()
 
 
 def cpu_key() -> str:
@@ -147,9 +184,12 @@ def main() -> int:
     from cnnscope.data.mnist import load_mnist
     from conftest import train_small
 
+    from safetensors.torch import save_file
+
     mnist = load_mnist()
-    model = train_small(mnist)
-    values = compute(model, mnist)
+    save_file({name: value.contiguous() for name, value in train_small(mnist).state_dict().items()}, str(MODEL))
+    with on_the_plain_network():
+        values = compute(golden_model(), mnist)
     GOLDEN.write_text(json.dumps({"cpu_key": cpu_key(), "values": values}, indent=0) + "\n")
     print(f"wrote {GOLDEN} ({sum(len(v) for v in values.values())} numbers, cpu {cpu_key()})")
     return 0

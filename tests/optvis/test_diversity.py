@@ -51,7 +51,7 @@ def test_diverse_starts_of_one_map_are_less_alike(small_model):
         gram = [_mean_pair_similarity(run.starts.images[:, target], small_model) for run in (plain, diverse)]
         assert gram[1] < gram[0] - 0.005, gram  # Gram matrices of ReLU maps are alike (~0.95) to begin with
     alike, apart = start_similarity(plain), start_similarity(diverse)
-    assert float(apart[1]) < float(alike[1]) - 0.05, (alike, apart)
+    assert bool((apart < alike).all()) and float(apart.mean()) < float(alike.mean()) - 0.02, (alike, apart)
     assert bool((diverse.final > diverse.values[0]).all())  # still OIPs of their maps
     assert default_diversity_layer(small_model, targets) == "Conv2D_2"
     assert default_diversity_layer(small_model, logit_objectives(small_model, [1])) == "Conv2D_3"

@@ -73,13 +73,31 @@ def option_for(parser: argparse.ArgumentParser, parameter: str | None) -> str | 
     return None
 
 
+class _Interrupts:
+    """Remembers a Ctrl+C: a library import that it cuts short (numpy's inside torch's) may turn
+    the KeyboardInterrupt into another error, which still means "interrupted"."""
+
+    seen = False
+
+    @classmethod
+    def on_sigint(cls, signum, frame):
+        cls.seen = True
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; Ctrl+C at any moment (also while torch is imported) is one line and exit code 130."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and \
+            signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _Interrupts.on_sigint)
     try:
         return run_command(sys.argv[1:] if argv is None else list(argv))
-    except KeyboardInterrupt:
-        import signal
-
+    except BaseException as exc:
+        if not (isinstance(exc, KeyboardInterrupt) or _Interrupts.seen):
+            raise
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl+C must not interrupt the goodbye
         sys.stderr.write("cnnscope: interrupted\n")
         return 130
