@@ -8,8 +8,8 @@ alternate (articles, fast, articles, fast, ...) and the medians are reported, wi
 matrix-multiply floor of the work (benchmarks/floor.py).
 
 Usage: .venv/bin/python benchmarks/oip_fast.py [--model DIR] [--layer Conv2D_3] [--repeats 2] [--threads 1]
-         [--variant STEPS:TOLERANCE:PRECURSOR ...]   (default: what `oip --fast` runs, the preset
-         alone, and `oip --fast --precursor 3`; PRECURSOR K screens K starts per map)
+         [--variant STEPS:RACE:STARTS ...]   (default: what `oip --fast` runs -- 100:20:2, two
+         starts per map racing for 20 steps -- and the same schedule from one start, 100:0:1)
 On a shared machine pin it (taskset -c 0) and quote the load average it prints.
 """
 
@@ -29,7 +29,7 @@ from floor import Floor
 def main() -> int:
     from cnnscope.data.mnist import load_mnist_for_model, to_tensor
     from cnnscope.nn.checkpoint import load_model
-    from cnnscope.optvis.ascent import AscentSettings
+    from cnnscope.optvis.ascent import RACE_STARTS, AscentSettings
     from cnnscope.optvis.oip import dataset_max, find_oips, map_objectives
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -37,7 +37,7 @@ def main() -> int:
     parser.add_argument("--layer", default="Conv2D_3")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--variant", action="append", default=None, metavar="STEPS:TOLERANCE:PRECURSOR")
+    parser.add_argument("--variant", action="append", default=None, metavar="STEPS:RACE:STARTS")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -48,17 +48,17 @@ def main() -> int:
     print(f"torch {torch.__version__}, threads {args.threads}, load average {os.getloadavg()[0]:.1f} on "
           f"{os.cpu_count()} CPUs; {args.layer}: {len(targets)} maps, {int(live.sum())} live; medians of {args.repeats}")
     print(floor.header())
-    runs = {"articles": (AscentSettings(), 0)}
+    runs = {"articles": (AscentSettings(), 1)}
     preset = AscentSettings.fast()
-    for text in args.variant or [f"{preset.steps}:{preset.tolerance:g}:{k}" for k in (0, 3)]:
-        steps, tolerance, precursor = text.split(":")
-        runs[f"fast {text}"] = (AscentSettings.fast(steps=int(steps), tolerance=float(tolerance)), int(precursor))
+    for text in args.variant or [f"{preset.steps}:{preset.race}:{RACE_STARTS}", f"{preset.steps}:0:1"]:
+        steps, race, starts = text.split(":")
+        runs[f"fast {text}"] = (AscentSettings.fast(steps=int(steps), race=int(race)), int(starts))
     times: dict[str, list[float]] = {name: [] for name in runs}
     rates, results = [], {}
     for _ in range(args.repeats):
-        for name, (settings, precursor) in runs.items():
+        for name, (settings, starts) in runs.items():
             started = time.perf_counter()
-            results[name] = find_oips(model, targets, settings, precursor=precursor)
+            results[name] = find_oips(model, targets, settings, restarts=starts)
             times[name].append(time.perf_counter() - started)
             rates.append(floor.remeasure())
     floor.gflops = statistics.median(rates)
@@ -67,7 +67,8 @@ def main() -> int:
     articles = results["articles"]
     for name, run in results.items():
         seconds = statistics.median(times[name])
-        image_steps = float(run.steps_used.sum() + len(targets))
+        losers = (run.restarts - 1) * len(targets) * (run.settings.race or run.settings.steps)  # at most
+        image_steps = float(run.steps_used.sum() + len(targets) + losers)
         print(f"{name}: {seconds:6.1f} s, {int(run.reacted.sum())} reacted, mean {float(run.steps_used.float().mean()):.0f} "
               f"steps per map; {floor.describe(image_steps, seconds)}")
         if run is articles:

@@ -1,4 +1,5 @@
-"""The `--fast` preset: a falling normalised step (half cosine), per-target early stopping."""
+"""The `--fast` preset: two starts per target race, a falling normalised step (half cosine),
+per-target early stopping."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import pytest
 import torch
 
 from cnnscope.errors import UserError
-from cnnscope.optvis.ascent import AscentSettings
+from cnnscope.optvis import objectives as O
+from cnnscope.optvis.ascent import RACE_STARTS, AscentSettings, ascend
 from cnnscope.optvis.oip import find_oips, map_objectives
+from cnnscope.optvis.starts import multiscale_noise
 from cnnscope.optvis.steps import NormalizedGradient, cosine_epsilon
+from cnnscope.optvis.strategies import CoarseToFine, _chunks
 
 
 def test_cosine_epsilon_falls_from_start_to_end_and_stays():
@@ -36,8 +40,11 @@ def test_falling_step_moves_by_the_scheduled_rms():
 def test_fast_preset_values_and_overrides():
     fast = AscentSettings.fast()
     assert (fast.steps, fast.epsilon, fast.epsilon_end, fast.early_stop, fast.tolerance, fast.rule,
-            fast.standardize) == (150, 0.5, 0.01, True, 1e-4, "normalized", True)
-    assert AscentSettings.fast(steps=80, seed=3).steps == 80
+            fast.standardize, fast.race) == (100, 0.5, 0.01, True, 1e-4, "normalized", True, 20)
+    assert (AscentSettings.fast(steps=80, seed=3).steps, AscentSettings.fast(steps=80).race) == (80, 16)
+    assert AscentSettings.fast(steps=80, race=5).race == 5 and AscentSettings().race == 0
+    with pytest.raises(UserError, match="race"):
+        AscentSettings(race=-1).check()
     assert AscentSettings().epsilon_end is None  # the articles' rule stays the default
     with pytest.raises(UserError, match="epsilon end"):
         AscentSettings(epsilon_end=-1.0).check()
@@ -53,3 +60,56 @@ def test_fast_preset_climbs_higher_than_the_articles_rule_in_the_same_steps(smal
     assert int(fast.steps_used.max()) <= 40
     again = find_oips(small_model, targets, AscentSettings.fast(steps=40))
     assert torch.equal(again.images, fast.images)  # same seed, same numbers
+
+
+def test_a_race_keeps_only_the_best_start_of_each_group_after_its_step(small_model):
+    """Three maps with two starts each race at step 8: the loser of each pair stops there (its
+    steps_used is 8 and its values stay), the leader at step 8 goes on as it would alone."""
+    scan = [O.channel("Conv2D_3", m) for m in range(24) for _ in range(2)]
+    noise = multiscale_noise(len(scan), (28, 28), (3, 7, 14, 28), (0.5,) * 4, seeds=list(range(len(scan))))
+    reacting = ascend(small_model, noise, O.per_element(scan), AscentSettings(steps=30)).reacted.view(24, 2).all(1)
+    maps = reacting.nonzero().squeeze(1)[:3].tolist()
+    rows = [2 * m + k for m in maps for k in range(2)]
+    objective, starts = O.per_element([scan[i] for i in rows]), noise[rows]
+    settings = AscentSettings(steps=30, race=8)
+    free = ascend(small_model, starts, objective, AscentSettings(steps=30))
+    raced = ascend(small_model, starts, objective, settings, groups=torch.tensor([0, 0, 1, 1, 2, 2]))
+    leaders = free.values[8].view(3, 2).argmax(dim=1) + torch.arange(0, 6, 2)
+    losers = torch.tensor([i for i in range(6) if i not in leaders.tolist()])
+    assert raced.steps_used[losers].tolist() == [8, 8, 8]
+    assert raced.steps_used[leaders].tolist() == [30, 30, 30]
+    assert torch.equal(raced.values[:9], free.values[:9])  # the same ascent up to the race
+    assert torch.equal(raced.values[30, losers], free.values[8, losers])  # frozen at their race value
+    assert torch.allclose(raced.values[:, leaders], free.values[:, leaders], rtol=1e-5, atol=1e-6)
+    assert torch.allclose(raced.images[leaders], free.images[leaders], atol=1e-5)
+    assert torch.equal(ascend(small_model, starts, objective, settings).values, free.values)  # no groups: no race
+    with pytest.raises(UserError, match="race groups"):
+        ascend(small_model, starts, objective, settings, groups=torch.tensor([0, 0]))
+
+
+def test_chunks_keep_every_group_whole():
+    assert [c.tolist() for c in _chunks(5, 2, None)] == [[0, 1], [2, 3], [4]]
+    groups = torch.tensor([0, 1, 2, 0, 1, 2])  # starts (restart, target) -> target
+    assert [c.tolist() for c in _chunks(6, 4, groups)] == [[0, 1, 3, 4], [2, 5]]
+    assert [c.tolist() for c in _chunks(6, 1, groups)] == [[0, 3], [1, 4], [2, 5]]  # a group above the size
+
+
+def test_fast_oips_race_two_starts_per_map_and_chunking_changes_nothing(small_model):
+    targets = map_objectives(small_model, "Conv2D_3", [0, 3, 11, 20, 33, 47, 64, 90])
+    settings = AscentSettings.fast(steps=30)
+    run = find_oips(small_model, targets, settings)
+    assert run.restarts == RACE_STARTS == 2 and run.starts.final.shape == (2, 8)
+    both_moving = run.starts.reacted.all(dim=0)
+    best = run.starts.final.argmax(dim=0)
+    assert torch.equal(run.restart[both_moving], best[both_moving])  # the OIP is the race's winner
+    chunked = find_oips(small_model, targets, settings, chunk_size=3)  # one target's two starts per chunk
+    assert torch.equal(chunked.restart, run.restart)
+    assert torch.allclose(chunked.starts.final, run.starts.final, rtol=1e-4, atol=1e-5)  # losers stopped alike
+    single = find_oips(small_model, targets, settings, restarts=1)  # start 0 alone: where it won, the same OIP
+    first_won = run.restart == 0
+    assert single.restarts == 1 and 0 < int(first_won.sum()) < 8, run.restart
+    assert torch.allclose(run.final[first_won], single.final[first_won], rtol=1e-4)
+    with pytest.raises(UserError, match="diverse"):
+        find_oips(small_model, targets, settings, diverse=2)
+    with pytest.raises(UserError, match="coarse-to-fine"):
+        find_oips(small_model, targets, settings, strategy=CoarseToFine((10, 10, 5, 5)))

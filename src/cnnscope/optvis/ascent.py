@@ -58,6 +58,7 @@ from cnnscope.optvis.steps import Adam, NormalizedGradient
 from cnnscope.optvis.transforms import Jitter, robustness
 
 RULES = ("normalized", "adam")
+RACE_STARTS = 2  # starts per target when the settings race and the caller names no number (the --fast preset)
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 Regularizer = Callable[[torch.Tensor], torch.Tensor]
@@ -104,6 +105,7 @@ class AscentSettings:
     tolerance: float = 5e-4  # relative loss change counted as converged (article VIII's default)
     patience: int = 4  # successive converged steps before an early stop
     zero_patience: int = 10  # "did not react": value and gradient zero for more than this many steps
+    race: int = 0  # starts of one target race: after this many steps only the best keeps moving (0, or >= steps: off)
     snapshot_steps: tuple[int, ...] | None = None  # None -> log_snapshot_steps(steps, snapshot_count)
     snapshot_count: int = 6  # log-spaced snapshots between the start and the end (the articles' 6)
     seed: int = 0  # for jitter
@@ -117,12 +119,15 @@ class AscentSettings:
 
     @classmethod
     def fast(cls, **changes) -> AscentSettings:
-        """The time-to-quality preset (`cnnscope oip --fast`): 150 normalised steps whose length
-        falls from 0.5 to 0.01 on a half cosine, per-target early stopping (relative change below
-        1e-4 for 4 steps), the articles' standardisation. On the default model it reached the
-        articles' 600-step value for 114 of the 122 live maps of Conv2D_3 in 1/3.71 of the time;
-        with `find_oips(precursor=3)` for 118 in 1/2.52 of the time (benchmarks/oip_fast.py)."""
-        preset = dict(steps=150, epsilon=0.5, epsilon_end=0.01, early_stop=True, tolerance=1e-4, patience=4)
+        """The time-to-quality preset (`cnnscope oip --fast`): two starts per target race for 20
+        steps, and the better one goes on to 100 normalised steps in all, whose length falls from
+        0.5 to 0.01 on a half cosine, with per-target early stopping (relative change below 1e-4
+        for 4 steps) and the articles' standardisation. `find_oips` gives it `RACE_STARTS` starts
+        per target unless told otherwise; other `steps` move the race to a fifth of them.
+        Measured in benchmarks/oip_fast.py (README: `--fast`)."""
+        preset = dict(steps=100, epsilon=0.5, epsilon_end=0.01, early_stop=True, tolerance=1e-4, patience=4, race=20)
+        if "steps" in changes and "race" not in changes:
+            preset["race"] = max(1, int(changes["steps"]) // 5)
         return cls(**{**preset, **changes})
 
     def check(self) -> AscentSettings:
@@ -144,6 +149,7 @@ class AscentSettings:
         check_positive("tolerance", self.tolerance, allow_zero=True)
         check_whole("patience", self.patience, minimum=1)
         check_whole("zero patience", self.zero_patience, minimum=0)
+        check_whole("race", self.race, minimum=0)
         check_whole("snapshots", self.snapshot_count, minimum=0)
         for step in self.snapshot_steps or ():
             if not 0 <= int(step) <= self.steps:
@@ -200,8 +206,9 @@ def relative_change(values: torch.Tensor) -> torch.Tensor:
 class _Stopping:
     """Per-image bookkeeping of the stopping rules: values so far, who is still moving, and why not."""
 
-    def __init__(self, n: int, settings: AscentSettings):
+    def __init__(self, n: int, settings: AscentSettings, groups: torch.Tensor | None = None):
         self.settings = settings
+        self.groups = groups  # (n,) race groups (None: no race)
         self.values = torch.zeros(int(settings.steps) + 1, n)
         self.active = torch.ones(n, dtype=torch.bool)
         self.reacted = torch.ones(n, dtype=torch.bool)
@@ -231,10 +238,23 @@ class _Stopping:
             stop = self.conv_run[index] >= s.patience
             self.converged[index[stop & ~dead]] = True
             done |= stop
+        if self.groups is not None and s.race and step == s.race:
+            done |= self._race_losers()[index]
         self.steps_used[index[done]] = step
         self.reacted[index[dead]] = False
         self.active[index[done]] = False
         return done
+
+    def _race_losers(self) -> torch.Tensor:
+        """(n,) True for every image that is not the best of its group at the race step (values
+        now; an image that did not react never wins, ties go to the first)."""
+        score = torch.where(self.reacted, self.values[self.settings.race], torch.tensor(-float("inf")))
+        _, groups = torch.unique(self.groups, return_inverse=True)
+        best = torch.full((int(groups.max()) + 1,), -float("inf")).scatter_reduce(0, groups, score, "amax")
+        leading = score == best[groups]
+        first = torch.full_like(best, len(score), dtype=torch.long).scatter_reduce(
+            0, groups, torch.where(leading, torch.arange(len(score)), len(score)), "amin")
+        return torch.arange(len(score)) != first[groups]
 
 
 def ascend(
@@ -249,6 +269,7 @@ def ascend(
     step: StepRule | None = None,
     post_step: Sequence[Transform] | None = None,
     parametrization: Parametrization | None = None,
+    groups: torch.Tensor | None = None,
 ) -> AscentResult:
     """Gradient ascent of `objective` on a batch of images (N x C x H x W, standardised space).
 
@@ -260,6 +281,8 @@ def ascend(
         callbacks: called at every step (progress bars, snapshots, animation frames).
         transforms, regularizers, step, post_step, parametrization: replace the preset's pieces
             when given (`optvis.parametrizations`: Pixel, Fourier, Maco, ValidPixels).
+        groups: N numbers; with `settings.race`, images of the same number race (the starts of
+            one target): after `race` steps only the best of each group keeps moving.
 
     Returns:
         An `AscentResult` with the final images, the value of every image at every step, and
@@ -280,7 +303,9 @@ def ascend(
     x = pieces.parametrization.params(images.detach().to(torch.float32).clone()).detach()
     collector = SnapshotCollector(settings.snapshots())
     hooks = [collector, *callbacks]
-    state = _Stopping(x.shape[0], settings)
+    if groups is not None and len(groups) != x.shape[0]:
+        raise UserError(f"{len(groups)} race groups for {x.shape[0]} images", "groups")
+    state = _Stopping(x.shape[0], settings, None if groups is None else torch.as_tensor(groups).cpu())
     network = ascent_network(model, x.device)
     start = _images(pieces.parametrization, x).clone()
     for hook in hooks:

@@ -23,7 +23,7 @@ import torch
 from cnnscope.errors import UserError
 from cnnscope.nn.model import map_batches, per_image_standardize
 from cnnscope.optvis import objectives as O
-from cnnscope.optvis.ascent import AscentResult, AscentSettings
+from cnnscope.optvis.ascent import RACE_STARTS, AscentResult, AscentSettings
 from cnnscope.optvis.networks import ascent_network
 from cnnscope.optvis.oip_run import (  # the run record and its readers, also importable from here
     OipRun as OipRun,
@@ -135,7 +135,7 @@ def find_oips(
     *,
     scales: Sequence[int] = DEFAULT_SCALES,
     factors: Sequence[float] = DEFAULT_FACTORS,
-    restarts: int = 1,
+    restarts: int | None = None,
     precursor: int = 0,
     precursor_steps: int = 12,
     seed: int = 0,
@@ -153,6 +153,8 @@ def find_oips(
 
     `strategy`: how the noise enters (default `Superposition()`, the articles' strategy 0;
     `CoarseToFine(stage_steps)` is their strategy 1, whose steps replace `settings.steps`).
+    `restarts`: starts per target, the best kept (default 1; `RACE_STARTS` when the settings
+    race, as the `--fast` preset does: then the starts of a target race, see `ascend`).
     `precursor=K` screens K starts per target and restart (the ordinary one plus K-1 long-range
     noise images) for `precursor_steps` steps and runs the best one in full.
     `start`: a 1 x 1 x H x W (or M x 1 x H x W) standardised image every target starts from
@@ -163,8 +165,15 @@ def find_oips(
     before the target's, the deepest conv layer for dense targets and logits).
     """
     strategy = strategy or Superposition()
-    restarts, extra = _diversity(model, objectives, diverse, restarts, diversity_weight, diversity_layer)
     settings = (settings or AscentSettings()).check()
+    if restarts is None:
+        restarts = RACE_STARTS if settings.race and not diverse and start is None else 1
+    if settings.race and diverse:
+        raise UserError("a race cannot be combined with diverse starts (those keep every start)", "race")
+    if settings.race and strategy.name != Superposition.name:
+        raise UserError(f"a race cannot be combined with the {strategy.name} strategy (its stages restart "
+                        "every start)", "race")
+    restarts, extra = _diversity(model, objectives, diverse, restarts, diversity_weight, diversity_layer)
     settings = replace(settings, steps=strategy.total_steps(settings)).check()
     objectives = list(objectives)
     size = _check_find_options(model, objectives, strategy, restarts, precursor, precursor_steps, chunk_size,
@@ -190,7 +199,7 @@ def find_oips(
     own = [start_seed(seed, objectives[i], r) for r, i in pairs]  # later stages add the target's own scales
     result = strategy.ascend(model, starts, [objectives[i] for r, i in pairs], settings,
                              lambda: noise_components(len(pairs), size, scales, seeds=own), factors,
-                             {**run_kw, "regularizers": extra})
+                             {**run_kw, "regularizers": extra, "groups": _race_groups(settings, pairs)})
     return OipRun(objectives=objectives, **_best_starts(result, restarts, m, seeds, kinds), settings=settings,
                   scales=scales, factors=factors, restarts=restarts, precursor=precursor,
                   precursor_steps=int(precursor_steps) if precursor > 1 else 0, seed=seed,
@@ -244,6 +253,11 @@ def _check_find_options(model, objectives, strategy, restarts, precursor, precur
     return _image_size(model, objectives, size)
 
 
+def _race_groups(settings: AscentSettings, pairs: Sequence[tuple[int, int]]) -> torch.Tensor | None:
+    """Each start's target (the starts of one target race), or None without a race."""
+    return torch.tensor([i for _, i in pairs]) if settings.race and len(pairs) > len({i for _, i in pairs}) else None
+
+
 def _best_starts(result: AscentResult, restarts: int, m: int, seeds: list[int], kinds: list[str]) -> dict:
     """The `OipRun` fields of the best start of each of the m targets, and the record of every start."""
     columns = _best_restart(result, restarts, m)
@@ -275,7 +289,7 @@ def _precursor_starts(model, objectives, pairs, settings, seed, precursor, precu
     """Screen `precursor` candidates per (restart, target) for a few steps; (starts, seeds, kinds) of the winners."""
     candidates = torch.cat([precursor_candidates(seed, objectives[i], r, precursor, size, scales, factors)
                             for r, i in pairs])
-    screen = replace(settings, steps=int(precursor_steps), snapshot_steps=(0,), early_stop=False)
+    screen = replace(settings, steps=int(precursor_steps), snapshot_steps=(0,), early_stop=False, race=0)
     screened = run_batched(model, candidates, [objectives[i] for r, i in pairs for _ in range(precursor)],
                            screen, description="precursor", **run_kw)
     best = _reacting_score(screened).view(len(pairs), precursor).argmax(dim=1)

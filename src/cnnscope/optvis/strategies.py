@@ -33,11 +33,13 @@ def _pad_result(result: AscentResult, steps: int, snapshot_steps: Sequence[int])
 def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], settings: AscentSettings,
                 chunk_size: int = 512, device: torch.device | str | None = None,
                 callbacks: Sequence[Callback] = (), progress: bool = False,
-                description: str = "ascent", regularizers: Sequence = ()) -> AscentResult:
+                description: str = "ascent", regularizers: Sequence = (),
+                groups: torch.Tensor | None = None) -> AscentResult:
     """`ascend` image i against objectives[i] for all i, in chunks; results merged in order.
 
     `regularizers` are added to the settings' own, narrowed to each chunk by their `select`
-    (e.g. `regularizers.Diversity`, whose groups then only meet within a chunk).
+    (e.g. `regularizers.Diversity`, whose groups then only meet within a chunk). `groups` are
+    the race groups of `ascend` (the starts of one target); a chunk holds whole groups.
     """
     if len(objectives) != starts.shape[0]:
         raise ValueError(f"{len(objectives)} objectives for {starts.shape[0]} starts")
@@ -45,23 +47,57 @@ def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], 
     steps = int(settings.steps)
     snapshot_steps = settings.snapshots()
     parts = []
-    chunks = range(0, len(objectives), chunk_size)
-    for number, begin in enumerate(chunks):
-        end = min(begin + chunk_size, len(objectives))
+    chunks = _chunks(len(objectives), chunk_size, groups)
+    for number, chunk in enumerate(chunks):
         hooks = list(callbacks)
         if progress:
             label = description if len(chunks) == 1 else f"{description} {number + 1}/{len(chunks)}"
             hooks.append(ProgressBar(label))
-        objective = O.per_element(objectives[begin:end])
-        extra = [r.select(torch.arange(begin, end)) for r in regularizers]
+        objective = O.per_element([objectives[i] for i in chunk.tolist()])
+        extra = [r.select(chunk) for r in regularizers]
         penalties = [*settings.pieces(model).regularizers, *extra] if extra else None
-        result = ascend(model, starts[begin:end].to(device), objective, settings, hooks, regularizers=penalties)
+        result = ascend(model, starts[chunk].to(device), objective, settings, hooks, regularizers=penalties,
+                        groups=None if groups is None else groups[chunk])
         parts.append(_pad_result(result, steps, snapshot_steps))
-    snapshots = {step: torch.cat([p.snapshots[step] for p in parts]) for step in parts[0].snapshots
+    return _merge(chunks, parts)
+
+
+def _chunks(count: int, chunk_size: int, groups: torch.Tensor | None) -> list[torch.Tensor]:
+    """The image indices of each chunk: consecutive runs of `chunk_size`, or, with `groups`, whole
+    groups in order of their first image until a chunk is full (one group larger than a chunk
+    gets a chunk of its own)."""
+    if groups is None:
+        return [torch.arange(begin, min(begin + chunk_size, count)) for begin in range(0, count, chunk_size)]
+    groups = torch.as_tensor(groups).cpu()
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups.tolist()):
+        members.setdefault(g, []).append(i)
+    chunks, current = [], []
+    for indices in members.values():
+        if current and len(current) + len(indices) > chunk_size:
+            chunks.append(current)
+            current = []
+        current = current + indices
+    chunks.append(current)
+    return [torch.tensor(sorted(chunk)) for chunk in chunks]
+
+
+def _merge(chunks: Sequence[torch.Tensor], parts: Sequence[AscentResult]) -> AscentResult:
+    """One result from the chunks' results, every image back at its own index."""
+    if len(parts) == 1 and torch.equal(chunks[0], torch.arange(len(chunks[0]))):
+        part = parts[0]
+        return AscentResult(images=part.images.cpu(), values=part.values, reacted=part.reacted,
+                            steps_used=part.steps_used, snapshots=part.snapshots, converged=part.converged)
+    order = torch.cat(list(chunks)).argsort()  # position in the concatenated parts of image i
+
+    def joined(tensors, dim=0):
+        return torch.cat(list(tensors), dim=dim).index_select(dim, order)
+
+    snapshots = {step: joined(p.snapshots[step] for p in parts) for step in parts[0].snapshots
                  if all(step in p.snapshots for p in parts)}
-    converged = torch.cat([p.converged for p in parts]) if all(p.converged is not None for p in parts) else None
-    return AscentResult(images=torch.cat([p.images.cpu() for p in parts]), values=torch.cat([p.values for p in parts], dim=1),
-                        reacted=torch.cat([p.reacted for p in parts]), steps_used=torch.cat([p.steps_used for p in parts]),
+    converged = joined(p.converged for p in parts) if all(p.converged is not None for p in parts) else None
+    return AscentResult(images=joined(p.images.cpu() for p in parts), values=joined((p.values for p in parts), dim=1),
+                        reacted=joined(p.reacted for p in parts), steps_used=joined(p.steps_used for p in parts),
                         snapshots=snapshots, converged=converged)
 
 
