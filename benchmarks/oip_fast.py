@@ -8,8 +8,8 @@ alternate (articles, fast, articles, fast, ...) and the medians are reported, wi
 matrix-multiply floor of the work (benchmarks/floor.py).
 
 Usage: .venv/bin/python benchmarks/oip_fast.py [--model DIR] [--layer Conv2D_3] [--repeats 2] [--threads 1]
-         [--variant STEPS:RACE:STARTS ...]   (default: what `oip --fast` runs -- 100:20:2, two
-         starts per map racing for 20 steps -- and the same schedule from one start, 100:0:1)
+         [--variant STEPS:RACE:STARTS ...]   (default: what `oip --fast` runs -- 95:15:2, two
+         starts per map racing for 15 steps -- and the same schedule from one start, 95:0:1)
 On a shared machine pin it (taskset -c 0) and quote the load average it prints.
 """
 

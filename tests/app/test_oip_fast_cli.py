@@ -15,7 +15,7 @@ def test_fast_uses_the_preset_and_keeps_a_changed_step_count(small_model_dir, tm
     body = json.loads(out.with_suffix(".json").read_text())
     settings = body["settings"]
     assert (settings["steps"], settings["epsilon"], settings["epsilon_end"], settings["early_stop"],
-            settings["tolerance"], settings["race"]) == (12, 0.5, 0.01, True, 1e-4, 2)
+            settings["tolerance"], settings["race"]) == (12, 0.8, 0.01, True, 1e-4, 2)
     assert (body["precursor"], body["restarts"]) == (0, 2)  # two starts race
 
 

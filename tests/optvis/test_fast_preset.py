@@ -40,8 +40,8 @@ def test_falling_step_moves_by_the_scheduled_rms():
 def test_fast_preset_values_and_overrides():
     fast = AscentSettings.fast()
     assert (fast.steps, fast.epsilon, fast.epsilon_end, fast.early_stop, fast.tolerance, fast.rule,
-            fast.standardize, fast.race) == (100, 0.5, 0.01, True, 1e-4, "normalized", True, 20)
-    assert (AscentSettings.fast(steps=80, seed=3).steps, AscentSettings.fast(steps=80).race) == (80, 16)
+            fast.standardize, fast.race) == (95, 0.8, 0.01, True, 1e-4, "normalized", True, 15)
+    assert (AscentSettings.fast(steps=80, seed=3).steps, AscentSettings.fast(steps=80).race) == (80, 13)
     assert AscentSettings.fast(steps=80, race=5).race == 5 and AscentSettings().race == 0
     with pytest.raises(UserError, match="race"):
         AscentSettings(race=-1).check()
