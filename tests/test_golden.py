@@ -19,7 +19,14 @@ import math
 
 import pytest
 
-from golden.figures import GOLDEN, ascent_figures, compute, cpu_key, golden_model, on_the_plain_network
+from golden.figures import (
+    GOLDEN,
+    ascent_figures,
+    compute,
+    cpu_key,
+    golden_model,
+    on_the_plain_network,
+)
 
 LOOSE = ("train_", "adam_", "zoo_", "precursor_", "dream_", "node_")
 # FastCNN against the recording, relative per value, about twice the largest difference measured on

@@ -180,11 +180,11 @@ def other_figures(model, mnist) -> dict:
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from safetensors.torch import save_file
+
     import cnnscope  # noqa: F401
     from cnnscope.data.mnist import load_mnist
     from conftest import train_small
-
-    from safetensors.torch import save_file
 
     mnist = load_mnist()
     save_file({name: value.contiguous() for name, value in train_small(mnist).state_dict().items()}, str(MODEL))

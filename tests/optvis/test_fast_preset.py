@@ -8,10 +8,14 @@ import math
 import pytest
 import torch
 
+from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import RACE_STARTS, AscentSettings, ascend
+from cnnscope.optvis.examples import target_values
+from cnnscope.optvis.gallery import raced, start_similarity
 from cnnscope.optvis.oip import find_oips, map_objectives
+from cnnscope.optvis.quality import quality_report
 from cnnscope.optvis.starts import multiscale_noise
 from cnnscope.optvis.steps import NormalizedGradient, cosine_epsilon
 from cnnscope.optvis.strategies import CoarseToFine, _chunks
@@ -94,7 +98,7 @@ def test_chunks_keep_every_group_whole():
     assert [c.tolist() for c in _chunks(6, 1, groups)] == [[0, 3], [1, 4], [2, 5]]  # a group above the size
 
 
-def test_fast_oips_race_two_starts_per_map_and_chunking_changes_nothing(small_model):
+def test_fast_oips_race_two_starts_per_map_and_chunking_changes_nothing(small_model, mnist):
     targets = map_objectives(small_model, "Conv2D_3", [0, 3, 11, 20, 33, 47, 64, 90])
     settings = AscentSettings.fast(steps=30)
     run = find_oips(small_model, targets, settings)
@@ -109,6 +113,12 @@ def test_fast_oips_race_two_starts_per_map_and_chunking_changes_nothing(small_mo
     first_won = run.restart == 0
     assert single.restarts == 1 and 0 < int(first_won.sum()) < 8, run.restart
     assert torch.allclose(run.final[first_won], single.final[first_won], rtol=1e-4)
+    assert raced(run) and not raced(find_oips(small_model, targets[:1], AscentSettings(steps=30), restarts=2))
+    with pytest.raises(UserError, match="raced"):  # a gallery needs every start to run to the end
+        start_similarity(run)
+    images = to_tensor(mnist.test_x[:200])
+    report = quality_report(run, small_model, images, target_values(small_model, targets, images))
+    assert all(row.get("start_similarity") is None for row in report["targets"])
     with pytest.raises(UserError, match="diverse"):
         find_oips(small_model, targets, settings, diverse=2)
     with pytest.raises(UserError, match="coarse-to-fine"):

@@ -59,10 +59,19 @@ def _pairs(count: int) -> tuple[list[int], list[int]]:
     return first.tolist(), second.tolist()
 
 
+def raced(run: OipRun) -> bool:
+    """True when the run's starts raced (`AscentSettings.race`): only the best of each target ran
+    to the end, the others stopped at the race."""
+    return 0 < int(run.settings.race) < int(run.settings.steps)
+
+
 def start_similarity(run: OipRun, max_shift: int = MAX_SHIFT) -> torch.Tensor:
     """Per target (M,), the median `shift_similarity` over pairs of its reacting starts (NaN if < 2)."""
     if run.starts is None or run.starts.images.shape[0] < 2:
         raise UserError("start similarity needs at least 2 starts per target (restarts >= 2)", "restarts")
+    if raced(run):
+        raise UserError(f"the starts raced (race {run.settings.race}): only the best of each target ran to the end, "
+                        "so they cannot be compared; run the gallery with race 0", "race")
     images, reacted = run.starts.images, run.starts.reacted
     starts, targets = reacted.shape
     first, second = _pairs(starts)

@@ -164,9 +164,9 @@ def quality_report(run: OipRun, model, images: torch.Tensor, values: torch.Tenso
 
 
 def _start_similarity(run: OipRun) -> list[float] | None:
-    from cnnscope.optvis.gallery import start_similarity
+    from cnnscope.optvis.gallery import raced, start_similarity
 
-    if run.starts is None or run.starts.images.shape[0] < 2:
+    if run.starts is None or run.starts.images.shape[0] < 2 or raced(run):
         return None
     return [float(v) for v in start_similarity(run)]
 
