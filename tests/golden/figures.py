@@ -47,6 +47,12 @@ def on_the_plain_network():
         ascent.ascent_network, oip.ascent_network = saved
 
 
+def _store_model(model) -> None:
+    from safetensors.torch import save_file
+
+    save_file({name: value.contiguous() for name, value in model.state_dict().items()}, str(MODEL))
+
+
 def golden_model():
     """The small model the figures were recorded on (stored weights, the same on every CPU)."""
     from safetensors.torch import load_file
@@ -180,14 +186,12 @@ def other_figures(model, mnist) -> dict:
 
 def main() -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from safetensors.torch import save_file
-
-    import cnnscope  # noqa: F401
+    import cnnscope  # noqa: F401  (first: sets the OpenMP wait policy before torch loads)
     from cnnscope.data.mnist import load_mnist
     from conftest import train_small
 
     mnist = load_mnist()
-    save_file({name: value.contiguous() for name, value in train_small(mnist).state_dict().items()}, str(MODEL))
+    _store_model(train_small(mnist))
     with on_the_plain_network():
         values = compute(golden_model(), mnist)
     GOLDEN.write_text(json.dumps({"cpu_key": cpu_key(), "values": values}, indent=0) + "\n")
