@@ -110,8 +110,12 @@ def test_layout_options_read_like_article_iiis_lists(tmp_path):
 # ---- property-based: any text parses to the documented result or is a UserError -------------
 import json  # noqa: E402
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import (  # noqa: E402
+    HealthCheck,
+    given,
+    settings,
+    strategies as st,  # noqa: E402
+)
 
 from cnnscope.app.limits import MAX_TEXT  # noqa: E402
 from cnnscope.app.parsing import (  # noqa: E402

@@ -19,7 +19,7 @@ from torch import nn
 from cnnscope.app.cli import main
 from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
-from cnnscope.nn import onnx_import
+from cnnscope.nn import onnx_graph
 from cnnscope.nn.checkpoint import load_checkpoint
 from cnnscope.nn.model import CNN
 from cnnscope.nn.onnx_import import MAX_TENSOR_ELEMENTS, import_onnx
@@ -296,7 +296,7 @@ def test_truncations_and_conflicting_normalisation_are_user_errors(small_model, 
         import_onnx(tmp_path / "good.onnx", Normalization("per_image"))
     with pytest.raises(UserError, match="no such file"):
         import_onnx(tmp_path / "missing.onnx")
-    monkeypatch.setattr(onnx_import, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(onnx_graph, "MAX_FILE_BYTES", 1000)  # the size check is in onnx_graph
     with pytest.raises(UserError, match=f"has {len(data):,} bytes; ONNX files up to 1,000 bytes"):
         import_onnx(tmp_path / "good.onnx")
 

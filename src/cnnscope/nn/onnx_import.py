@@ -12,213 +12,43 @@ weights are copied as they are (Gemm's B transposed unless transB, MatMul's B tr
 An activation after a MaxPool is moved before it onto the conv: max pooling commutes with
 every supported activation, as they are all increasing.
 
-The file is read into memory only after its size is checked, external data (tensors stored
-in other files) is refused, and every tensor's declared size is checked against its data
-and a limit before an array is made.
+This module maps the ONNX operators onto cnnscope layers and builds the model. Reading and
+checking the file (bounded reading, tensors, the input, the walk along the chain, attributes
+and padding) lives in `nn.onnx_graph`; `OnnxGraph`, `read_onnx_file` and the limits
+(`MAX_FILE_BYTES`, `MAX_TENSOR_ELEMENTS`, ...) are importable from here.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from cnnscope.errors import UserError
 from cnnscope.nn.model import CNN
+from cnnscope.nn.onnx_graph import (  # reading and checking the file, also importable from here
+    MAX_FILE_BYTES as MAX_FILE_BYTES,
+    MAX_IMAGE_SIZE as MAX_IMAGE_SIZE,
+    MAX_TENSOR_ELEMENTS as MAX_TENSOR_ELEMENTS,
+    MIN_OPSET as MIN_OPSET,
+    SUPPORTED_OPERATORS as SUPPORTED_OPERATORS,
+    SUPPORTED_TEXT as SUPPORTED_TEXT,
+    OnnxGraph as OnnxGraph,
+    node_attributes,
+    node_chain,
+    node_pads,
+    read_onnx_file as read_onnx_file,
+)
 from cnnscope.nn.spec import DENSE_ACTIVATIONS, LayerSpec, ModelSpec, Normalization
 
-SUPPORTED_OPERATORS = ("Conv", "Relu", "Sigmoid", "Tanh", "Elu", "MaxPool", "Flatten", "Reshape",
-                       "Gemm", "MatMul", "Add", "Softmax", "Dropout", "Sub", "Div", "Constant")
-SUPPORTED_TEXT = ("Conv, Relu, Sigmoid, Tanh, Elu, MaxPool, Flatten, Reshape, Gemm, MatMul (+ Add as its bias), "
-                  "Softmax (last), Dropout, Sub/Div by constants (input standardisation)")
-MAX_FILE_BYTES = 512 * 2**20
-MAX_TENSOR_ELEMENTS = 2**27
-MAX_IMAGE_SIZE = 4096
-MIN_OPSET = 9
 ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Elu": "elu"}
 PASSIVE_KINDS = ("pool", "dropout", "flatten")  # an activation after these may move before them
 
 
-@dataclass
-class OnnxGraph:
-    """What an ONNX file holds: its nodes in order, its constant tensors and its one input and output."""
-
-    path: Path
-    info: dict  # format, IR version, opset, producer, graph name
-    input_name: str
-    image_size: int
-    batch: int | None  # the declared batch size, None if symbolic
-    output_name: str
-    nodes: list  # NodeProto, Constant nodes left out (their values are in `constants`)
-    constants: dict[str, np.ndarray]
-
-
-# ---- reading files -------------------------------------------------------------------------
-def read_onnx_file(path: str | os.PathLike) -> OnnxGraph:
-    """Read and check an ONNX file: one 1-channel square float input, one output, no external data.
-
-    Args:
-        path: the `.onnx` file.
-
-    Returns:
-        The graph's nodes, constants, input and output.
-    """
-    path = Path(path).expanduser()
-    model = _load_model(path)
-    graph = model.graph
-    opset = max((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), default=0)
-    if opset < MIN_OPSET:
-        raise UserError(f"{path} uses ONNX opset {opset}; opset {MIN_OPSET} or newer is supported "
-                        "(export again with a newer opset_version)")
-    if len(graph.sparse_initializer):
-        raise UserError(f"{path} holds sparse tensors; only dense tensors are supported")
-    constants = {tensor.name: _tensor_array(tensor, path) for tensor in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
-            constants[node.output[0]] = _constant_value(node, path)
-    inputs = [value for value in graph.input if value.name not in constants]
-    if len(inputs) != 1:
-        raise UserError(f"{path} has {len(inputs)} inputs ({', '.join(v.name for v in inputs)}); "
-                        "only graphs with one image input can be imported")
-    if len(graph.output) != 1:
-        raise UserError(f"{path} has {len(graph.output)} outputs; only graphs with one output can be imported")
-    image_size, batch = _input_size(inputs[0], path)
-    producer = f"{model.producer_name} {model.producer_version}".strip()
-    info = {"file": str(path), "format": "onnx", "ir_version": int(model.ir_version), "opset": int(opset),
-            "producer": producer or "unknown", "graph_name": graph.name}
-    nodes = [node for node in graph.node if not (node.op_type == "Constant" and node.domain in ("", "ai.onnx"))]
-    return OnnxGraph(path, info, inputs[0].name, image_size, batch, graph.output[0].name, nodes, constants)
-
-
-def _load_model(path: Path):
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    if not path.exists():
-        raise UserError(f"no such file: {path}")
-    if path.is_dir():
-        raise UserError(f"{path} is a folder; give the .onnx file")
-    if not path.is_file():
-        raise UserError(f"{path} is not a regular file (a FIFO or device?); give the .onnx file")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise UserError(f"{path} has {size:,} bytes; ONNX files up to {MAX_FILE_BYTES:,} bytes can be imported")
-    try:
-        # From bytes, so nothing next to the file (external data) is ever opened.
-        model = onnx.load_model_from_string(path.read_bytes())
-    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path} is not a readable ONNX model ({first})") from None
-    if not model.HasField("graph") or not len(model.graph.node) or not model.ir_version:
-        raise UserError(f"{path} is not an ONNX model (no graph with nodes; damaged or another kind of file)")
-    return model
-
-
-def _tensor_array(tensor, path: Path) -> np.ndarray:
-    """A tensor's values as an array, after checking where they are and how large they say they are."""
-    from onnx import TensorProto, numpy_helper
-
-    what = f"{path}: tensor {tensor.name!r}"
-    if tensor.data_location == TensorProto.EXTERNAL or len(tensor.external_data):
-        raise UserError(f"{what} is stored in an external data file; only self-contained ONNX files "
-                        "are imported (save with save_as_external_data=False)")
-    if tensor.HasField("segment"):
-        raise UserError(f"{what} is stored in segments; this is not supported")
-    dims = [int(d) for d in tensor.dims]
-    if any(d < 0 for d in dims) or math.prod(dims) > MAX_TENSOR_ELEMENTS:
-        raise UserError(f"{what} declares the shape {dims}; at most {MAX_TENSOR_ELEMENTS} values per tensor "
-                        "are supported")
-    kinds = {TensorProto.FLOAT: ("float_data", 4), TensorProto.INT64: ("int64_data", 8)}
-    if tensor.data_type not in kinds:
-        name = TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in TensorProto.DataType.values() \
-            else str(tensor.data_type)
-        raise UserError(f"{what} has data type {name}; supported: FLOAT (weights), INT64 (shapes)")
-    field_name, item_size = kinds[tensor.data_type]
-    count = math.prod(dims)
-    stored = len(tensor.raw_data) // item_size if tensor.raw_data else len(getattr(tensor, field_name))
-    if stored != count or (tensor.raw_data and len(tensor.raw_data) != count * item_size):
-        raise UserError(f"{what} declares {count} values for shape {dims} but holds {stored}; the file is damaged")
-    return numpy_helper.to_array(tensor)
-
-
-def _constant_value(node, path: Path) -> np.ndarray:
-    attributes = {attribute.name: attribute for attribute in node.attribute}
-    if "value" not in attributes:
-        raise UserError(f"{path}: Constant node {node.name!r} has no tensor value "
-                        f"(has {', '.join(attributes) or 'nothing'}); only tensor constants are supported")
-    return _tensor_array(attributes["value"].t, path)
-
-
-def _input_size(value, path: Path) -> tuple[int, int | None]:
-    tensor_type = value.type.tensor_type
-    dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor_type.shape.dim]
-    if tensor_type.elem_type != 1:
-        raise UserError(f"{path}: the input {value.name!r} is not float32; only float images are supported")
-    if len(dims) != 4 or any(d is None or d <= 0 for d in dims[1:]):
-        shown = ["?" if d is None else d for d in dims]
-        raise UserError(f"{path}: the input {value.name!r} has shape {shown}; expected batch x 1 x height x width "
-                        "with fixed height and width")
-    _, channels, height, width = dims
-    if channels != 1:
-        raise UserError(f"{path}: the input has {channels} channels; only 1-channel (grayscale) images are supported")
-    if height != width:
-        raise UserError(f"{path}: the input is {height}x{width}; cnnscope supports square images only")
-    if height > MAX_IMAGE_SIZE:
-        raise UserError(f"{path}: the input is {height}x{width}; at most {MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE} is supported")
-    return height, dims[0] or None
-
-
-# ---- walking the chain ---------------------------------------------------------------------
-def _attributes(node) -> dict:
-    from onnx import helper
-
-    values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-    return {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v for k, v in values.items()}
-
-
-def _chain(graph: OnnxGraph) -> list[tuple[object, list[object]]]:
-    """The nodes from the input to the output, each with the nodes folded into it (MatMul's Add)."""
-    path = graph.path
-    unsupported = sorted({node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}.{node.op_type}"
-                          for node in graph.nodes} - set(SUPPORTED_OPERATORS))
-    if unsupported:
-        hint = ("; a shape computed at run time (x.view(x.size(0), -1) with a dynamic batch): use "
-                "torch.flatten(x, 1) or export with a fixed batch size") if "Shape" in unsupported else ""
-        raise UserError(f"{path}: unsupported ONNX operators: {', '.join(unsupported)}; supported: "
-                        f"{SUPPORTED_TEXT}{hint}")
-    consumers: dict[str, list] = {}
-    for node in graph.nodes:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    chain, current = [], graph.input_name
-    while current != graph.output_name:
-        users = consumers.get(current, [])
-        if len(users) != 1 or len(chain) > len(graph.nodes):
-            raise UserError(f"{path}: tensor {current!r} feeds {len(users)} nodes; only a chain of layers from "
-                            "the input to the output can be imported")
-        node = users[0]
-        data = [name for name in node.input if name and name not in graph.constants]
-        if data != [current]:
-            raise UserError(f"{path}: node {node.name!r} ({node.op_type}) takes the computed tensors {data}; "
-                            "only one computed input per node is supported (other inputs must be constants)")
-        for extra in node.output[1:]:
-            if extra and (extra in consumers or extra == graph.output_name):
-                raise UserError(f"{path}: the second output of node {node.name!r} ({node.op_type}) is used; "
-                                "this is not supported")
-        folded = []
-        if node.op_type == "MatMul":
-            users = consumers.get(node.output[0], [])
-            if len(users) == 1 and users[0].op_type == "Add" and node.output[0] != graph.output_name:
-                folded = [users[0]]
-        chain.append((node, folded))
-        current = (folded[-1] if folded else node).output[0]
-    return chain
-
-
+# ---- mapping operators onto layers ---------------------------------------------------------
 class _LayerBuilder:
     """Turns the chain's nodes into LayerSpecs and torch-layout weights, tracking the tensor's shape."""
 
@@ -290,7 +120,7 @@ class _LayerBuilder:
     def conv(self, node) -> None:
         channels, height, width = self.spatial(node)
         weight, bias = self.constant(node, 1, "weight"), self.constant(node, 2, "bias")
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         for key in ("strides", "dilations"):
             if any(v != 1 for v in attributes.get(key, [1, 1])):
                 self.refuse(node, f"has {key} {list(attributes[key])}; only 1 is supported")
@@ -302,7 +132,7 @@ class _LayerBuilder:
         filters, kernel = weight.shape[0], tuple(int(k) for k in weight.shape[2:])
         if list(attributes.get("kernel_shape", kernel)) != list(kernel):
             self.refuse(node, f"has kernel_shape {list(attributes['kernel_shape'])} but weights for {list(kernel)}")
-        begins, ends = _pads(attributes, kernel, (1, 1), (height, width), self.what(node))
+        begins, ends = node_pads(attributes, kernel, (1, 1), (height, width), self.what(node))
         same = tuple((k - 1) // 2 for k in kernel), tuple(k - 1 - (k - 1) // 2 for k in kernel)
         if (begins, ends) == ((0, 0), (0, 0)):
             padding, height, width = "valid", height - kernel[0] + 1, width - kernel[1] + 1
@@ -322,7 +152,7 @@ class _LayerBuilder:
 
     def max_pool(self, node) -> None:
         channels, height, width = self.spatial(node)
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         kernel = tuple(int(k) for k in attributes.get("kernel_shape", ()))
         strides = tuple(int(s) for s in attributes.get("strides", (1, 1)))
         if len(kernel) != 2 or strides != kernel:
@@ -330,7 +160,7 @@ class _LayerBuilder:
                               "strides equal to the kernel is supported")
         if any(v != 1 for v in attributes.get("dilations", [1, 1])):
             self.refuse(node, f"has dilations {list(attributes['dilations'])}; only 1 is supported")
-        begins, ends = _pads(attributes, kernel, strides, (height, width), self.what(node))
+        begins, ends = node_pads(attributes, kernel, strides, (height, width), self.what(node))
         if attributes.get("ceil_mode", 0):
             if (begins, ends) != ((0, 0), (0, 0)):
                 self.refuse(node, "has ceil_mode with pads; only one of them is supported")
@@ -352,8 +182,8 @@ class _LayerBuilder:
     def activation(self, node) -> None:
         """The activation goes onto the last conv or dense layer (across pools, dropout, Flatten)."""
         activation = ACTIVATIONS[node.op_type]
-        if activation == "elu" and not math.isclose(_attributes(node).get("alpha", 1.0), 1.0, rel_tol=1e-6):
-            self.refuse(node, f"has alpha {_attributes(node)['alpha']}; only alpha 1 is supported")
+        if activation == "elu" and not math.isclose(node_attributes(node).get("alpha", 1.0), 1.0, rel_tol=1e-6):
+            self.refuse(node, f"has alpha {node_attributes(node)['alpha']}; only alpha 1 is supported")
         index = len(self.layers) - 1
         while index >= 0 and self.layers[index].kind in PASSIVE_KINDS:
             index -= 1
@@ -366,7 +196,7 @@ class _LayerBuilder:
         self.layers[index] = replace(layer, activation=activation)
 
     def flatten(self, node) -> None:
-        axis = _attributes(node).get("axis", 1)
+        axis = node_attributes(node).get("axis", 1)
         if axis != 1:
             self.refuse(node, f"has axis {axis}; only axis 1 (keep the batch) is supported")
         self.flatten_to_features(node)
@@ -389,7 +219,7 @@ class _LayerBuilder:
 
     def gemm(self, node) -> None:
         features = self.flat(node)
-        attributes = _attributes(node)
+        attributes = node_attributes(node)
         weight, bias = self.constant(node, 1, "B input"), self.constant(node, 2, "C input")
         if node.input[0] not in self.data_inputs(node) or attributes.get("transA", 0):
             self.refuse(node, "must multiply the layer input (A, not transposed) by constant weights (B)")
@@ -430,13 +260,13 @@ class _LayerBuilder:
         training = self.constant(node, 2, "training_mode")
         if training is not None and bool(training.reshape(-1)[0]):
             self.refuse(node, "is in training mode (random at inference); export the model in eval mode")
-        rate = float(ratio.reshape(-1)[0]) if ratio is not None else float(_attributes(node).get("ratio", 0.5))
+        rate = float(ratio.reshape(-1)[0]) if ratio is not None else float(node_attributes(node).get("ratio", 0.5))
         if not 0 <= rate < 1:
             self.refuse(node, f"has ratio {rate}; it must be in [0, 1)")
         self.add_layer(LayerSpec("dropout", self.name("Dropout"), rate=rate), node)
 
     def softmax(self, node) -> None:
-        axis = _attributes(node).get("axis", -1)
+        axis = node_attributes(node).get("axis", -1)
         if node.output[0] != self.graph.output_name or axis not in (-1, 1) or len(self.shape) != 1:
             self.refuse(node, "is supported only as the last operation, over the classes")
         self.activation_softmax(node)
@@ -449,23 +279,6 @@ class _LayerBuilder:
             self.refuse(node, "must follow a dense layer without an activation")
         self.layers[index] = replace(self.layers[index], activation="softmax")
         self.ends_in_softmax = True
-
-
-def _pads(attributes: dict, kernel: tuple[int, ...], strides: tuple[int, ...],
-          sizes: tuple[int, int], what: str) -> tuple[tuple[int, int], tuple[int, int]]:
-    """The padding before and after each spatial axis that `auto_pad` / `pads` give."""
-    auto_pad = attributes.get("auto_pad", "NOTSET")
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        totals = [max((-(-size // s) - 1) * s + k - size, 0) for size, k, s in zip(sizes, kernel, strides, strict=True)]
-        small = tuple(t // 2 for t in totals)
-        large = tuple(t - t // 2 for t in totals)
-        return (small, large) if auto_pad == "SAME_UPPER" else (large, small)
-    if auto_pad == "VALID":
-        return (0, 0), (0, 0)
-    pads = [int(p) for p in attributes.get("pads", (0, 0, 0, 0))]
-    if len(pads) != 4:
-        raise UserError(f"{what} has pads {pads}; expected 4 values (2-d)")
-    return (pads[0], pads[1]), (pads[2], pads[3])
 
 
 # ---- converting to a cnnscope model --------------------------------------------------------
@@ -510,7 +323,7 @@ def onnx_spec(graph: OnnxGraph, normalization: Normalization) -> tuple[ModelSpec
                 "Reshape": builder.reshape, "Gemm": builder.gemm, "Dropout": builder.dropout,
                 "Softmax": builder.softmax, "Sub": builder.standardise, "Div": builder.standardise,
                 **{op: builder.activation for op in ACTIVATIONS}}
-    for node, folded in _chain(graph):
+    for node, folded in node_chain(graph):
         if node.op_type == "MatMul":
             builder.mat_mul(node, folded[0] if folded else None)
         elif node.op_type in handlers:

@@ -27,29 +27,13 @@ from cnnscope.optvis.ascent import RACE_STARTS, AscentResult, AscentSettings
 from cnnscope.optvis.networks import ascent_network
 from cnnscope.optvis.oip_run import (  # the run record and its readers, also importable from here
     OipRun as OipRun,
-)
-from cnnscope.optvis.oip_run import (
     StartRecord as StartRecord,
-)
-from cnnscope.optvis.oip_run import (
     convergence as convergence,
-)
-from cnnscope.optvis.oip_run import (
     convergence_line as convergence_line,
-)
-from cnnscope.optvis.oip_run import (
     quality as quality,
-)
-from cnnscope.optvis.oip_run import (
     run_to_json as run_to_json,
-)
-from cnnscope.optvis.oip_run import (
     strongest as strongest,
-)
-from cnnscope.optvis.oip_run import (
     subset as subset,
-)
-from cnnscope.optvis.oip_run import (
     tile_text as tile_text,
 )
 from cnnscope.optvis.regularizers import Diversity
