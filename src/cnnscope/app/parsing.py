@@ -1,57 +1,38 @@
-"""User text to library values: map lists, layer mixes, node specs, digits, normalisations.
+"""User text to library values: layer mixes, maps, digits, normalisations, nodes, layers,
+attribution methods, network layouts (the articles' lists for --conv, --pools, --dense, --spec)
+and sweep grids.
 
 Every parser raises `UserError` with a message that names the bad text and shows a valid
-example, so the CLI and the explorer report bad input in one line.
+example, so the CLI and the explorer report bad input in one line. The numbers, bounded values
+and lists of numbers these build on live in `app.number_parsing` and are importable from here.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from cnnscope.analysis.attribution import METHODS
 from cnnscope.analysis.layers import viewable_layers
-from cnnscope.app.limits import MAX_TEXT
+from cnnscope.app.number_parsing import (  # numbers, bounded values and lists, also importable from here
+    _parse_int,
+    _parse_number,
+    bounded as bounded,
+    check_text as check_text,
+    finite as finite,
+    number as number,
+    parse_indices as parse_indices,
+    parse_list as parse_list,
+    parse_numbers as parse_numbers,
+    whole as whole,
+    whole_text as whole_text,
+)
 from cnnscope.errors import UserError, check_choice
 from cnnscope.nn.keras_import import NORMALIZE_CHOICES
 from cnnscope.nn.spec import Normalization, default_spec
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.objectives import Objective, channel, layer, weighted
-
-
-def whole_text(text: str) -> int | None:
-    """The integer written in `text` as ASCII digits with an optional minus sign, else None."""
-    text = text.strip()
-    digits = text[1:] if text.startswith("-") else text
-    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 100:
-        return None
-    return int(text)
-
-
-def check_text(text: str, what: str) -> str:
-    """`text` if it is at most MAX_TEXT characters long, else UserError (before it is split or expanded)."""
-    if len(text) > MAX_TEXT:
-        raise UserError(f"{what} is {len(text)} characters long; the limit is {MAX_TEXT}")
-    return text
-
-
-def _parse_number(text: str, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise UserError(f"{what} must be a number, got {text!r}") from None
-    if math.isnan(value) or math.isinf(value):
-        raise UserError(f"{what} must be a finite number, got {text!r}")
-    return value
-
-
-def _parse_int(text: str, what: str) -> int:
-    try:
-        return int(text.strip())
-    except ValueError:  # also for more than 4300 digits
-        raise UserError(f"{what} must be a whole number, got {text!r}") from None
 
 
 def parse_layer_mix(text: str) -> Objective:
@@ -127,82 +108,6 @@ def parse_normalization(text: str) -> Normalization:
     raise UserError(f"unknown normalisation {text!r}; allowed: {', '.join(NORMALIZE_CHOICES)}")
 
 
-def whole(what: str, value, low: int | None = None) -> int:
-    """A number given as text or float (argparse's type=float) that must be whole, as an int."""
-    if value is None or isinstance(value, bool):
-        raise UserError(f"{what} must be a whole number, got {value!r}")
-    number = float(value)
-    if math.isnan(number) or math.isinf(number) or not number.is_integer():
-        raise UserError(f"{what} must be a whole number, got {value!r}")
-    if low is not None and number < low:
-        raise UserError(f"{what} must be >= {low}, got {value!r}")
-    return int(number)
-
-
-def bounded(what: str, value, low: int, high: int) -> int:
-    """`whole(what, value, low)`, also refused above `high` (a stated limit, checked before any allocation)."""
-    try:
-        number = whole(what, value, low)
-    except UserError as exc:
-        raise UserError(str(exc), what) from None  # the parameter, so the CLI names its flag
-    if number > high:
-        raise UserError(f"{what} must be at most {high}, got {value!r}", what)
-    return number
-
-
-def finite(what: str, value: float) -> float:
-
-    if math.isnan(value) or math.isinf(value):
-        raise UserError(f"{what} must be a finite number, got {value!r}")
-    return value
-
-
-def parse_list(text: str, what: str, count: int) -> list[int] | None:
-    """'all' -> None; '3', '0-15,56' -> numbers (checked against 0..count-1), without repeats, in order.
-
-    Every number and range end is checked against 0..count-1 before a range is expanded, and the
-    text is at most MAX_TEXT characters, so the result holds at most `count` numbers.
-    """
-    text = check_text((text or "").strip(), f"{what} list")
-    if text.lower() == "all":
-        return None
-    numbers: dict[int, None] = {}
-    for item in text.split(","):
-        first, last = _list_item(item.strip(), what)
-        for number in (first, last):
-            if not 0 <= number < count:
-                raise UserError(f"{what} {number} out of range: valid {what}s are 0..{count - 1}")
-        numbers.update(dict.fromkeys(range(first, last + 1)))
-    return list(numbers)
-
-
-def _list_item(item: str, what: str) -> tuple[int, int]:
-    """'7' -> (7, 7); '0-15' -> (0, 15); UserError for anything else."""
-    low, dash, high = item.partition("-")
-    try:
-        first, last = (int(low), int(high)) if dash and low else (int(item), int(item))
-    except ValueError:
-        raise UserError(f"{what} {item!r} is not a number or range; expected e.g. '120', '0-15,56' or 'all'") from None
-    if last < first:
-        raise UserError(f"{what} range {item!r} runs backwards")
-    return first, last
-
-
-def parse_numbers(text: str, what: str, kind=float) -> list:
-
-    values = []
-    for item in check_text(text or "", f"{what} list").split(","):
-        try:
-            value = kind(item.strip())
-        except (ValueError, OverflowError):
-            raise UserError(f"{what} {item.strip()!r} is not a {'whole ' if kind is int else ''}number; "
-                            f"give a comma-separated list like 3,7,14,28") from None
-        if kind is float:
-            finite(what, value)
-        values.append(value)
-    return values
-
-
 def parse_node(text: str, layer: str, model):
     """'120' -> the centre of map 120; '120:1,1' -> pixel (1, 1) of map 120 (dense layers: unit 120)."""
     map_text, _, where = check_text(text, "node").partition(":")
@@ -213,25 +118,6 @@ def parse_node(text: str, layer: str, model):
     if not comma:
         raise UserError(f"node {text!r} must look like MAP:Y,X (e.g. 120:1,1) or MAP")
     return O.node(layer, unit, whole("node y", number(y_text, "node y")), whole("node x", number(x_text, "node x")))
-
-
-def number(text: str, what: str) -> float:
-    try:
-        return float(check_text(text, what))
-    except ValueError:
-        raise UserError(f"{what} {text!r} is not a number") from None
-
-
-def parse_indices(values: list[str]) -> list[int]:
-    indices = []
-    for value in values:
-        for part in check_text(str(value), "index list").split(","):
-            part = part.strip()
-            index = whole_text(part)
-            if index is None:
-                raise UserError(f"index {part!r} is not a whole number")
-            indices.append(index)
-    return indices
 
 
 def parse_layers(model, text: str | None) -> list[str]:
