@@ -75,14 +75,28 @@ def option_for(parser: argparse.ArgumentParser, parameter: str | None) -> str | 
 
 class _Interrupts:
     """Remembers a Ctrl+C: a library import that it cuts short (numpy's inside torch's) may turn
-    the KeyboardInterrupt into another error, which still means "interrupted"."""
+    the KeyboardInterrupt into another error, which still means "interrupted". While torch is
+    imported a Ctrl+C is held until the import ends: raised inside the Python code that torch's C++
+    start-up calls, it would abort the process ("terminate called ...")."""
 
     seen = False
+    holding = False
 
     @classmethod
     def on_sigint(cls, signum, frame):
         cls.seen = True
-        raise KeyboardInterrupt
+        if not cls.holding:
+            raise KeyboardInterrupt
+
+    @classmethod
+    def import_torch(cls) -> None:
+        cls.holding = True
+        try:
+            import torch  # noqa: F401
+        finally:
+            cls.holding = False
+        if cls.seen:
+            raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -112,6 +126,7 @@ def run_command(argv: list[str]) -> int:
         parser.print_help()
         return 2
     try:
+        _Interrupts.import_torch()  # every command needs it
         return int(args._run(args) or 0)
     except UserError as exc:
         flag = option_for(args._parser, exc.parameter)
