@@ -62,23 +62,50 @@ def articles_loop(model, layer: str, map_index: int, start: torch.Tensor, steps:
     return float(loss.detach()), True
 
 
-def plain_batched_loop(model, layer: str, starts: torch.Tensor, steps: int = 600, epsilon: float = 0.01) -> torch.Tensor:
-    """The articles' rule for all maps at once in a plain eager loop (image i chases map i, every
-    image runs every step): the plain-PyTorch baseline of the whole zoo. Returns the final values."""
+def plain_batched_loop(model, layer: str, starts: torch.Tensor, steps: int = 600, epsilon: float = 0.01,
+                       first_map: int = 0) -> torch.Tensor:
+    """The articles' rule for all maps at once in a plain eager loop (image i chases map
+    `first_map + i`, every image runs every step): the plain-PyTorch baseline of the whole zoo.
+    Returns the final values."""
     from cnnscope.nn.model import per_image_standardize
 
     prefix = model.prefix(layer, normalize=False).eval()
     for parameter in prefix.parameters():
         parameter.requires_grad_(False)
     x, rows = starts.clone(), torch.arange(starts.shape[0])
+    maps = rows + first_map
     for _ in range(steps):
         x.requires_grad_(True)
-        values = prefix(x)[rows, rows].mean(dim=(-2, -1))
+        values = prefix(x)[rows, maps].mean(dim=(-2, -1))
         (grads,) = torch.autograd.grad(values.sum(), x)
         grads = grads / (grads.pow(2).flatten(1).mean(dim=1).sqrt().view(-1, 1, 1, 1) + 1e-7)
         x = per_image_standardize(x.detach() + grads * epsilon)
     with torch.no_grad():
-        return prefix(x)[rows, rows].mean(dim=(-2, -1))
+        return prefix(x)[rows, maps].mean(dim=(-2, -1))
+
+
+def relative_gaps(values: torch.Tensor, reference: torch.Tensor, keep: torch.Tensor) -> str:
+    gap = ((values - reference).abs() / reference.abs().clamp_min(1e-6))[keep]
+    return (f"within 1e-4 relative: {int((gap <= 1e-4).sum())} of {gap.numel()}, largest {float(gap.max()):.1e}, "
+            f"median {float(gap.median()):.1e}")
+
+
+def spread_of_the_plain_loop(model, layer: str, starts: torch.Tensor, steps: int, final: torch.Tensor,
+                             keep: torch.Tensor) -> str:
+    """How far the plain loop's own final values move when only its kernels change (the zoo in two
+    halves of the batch, and the other thread count): the precision any comparison with it has."""
+    half = starts.shape[0] // 2
+    halves = torch.cat([plain_batched_loop(model, layer, starts[:half], steps),
+                        plain_batched_loop(model, layer, starts[half:], steps, first_map=half)])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2 if threads == 1 else 1)
+    try:
+        other_threads = plain_batched_loop(model, layer, starts, steps)
+    finally:
+        torch.set_num_threads(threads)
+    return (f"the plain loop against itself (its reacted maps' final values):\n"
+            f"  in two halves of the batch: {relative_gaps(halves, final, keep)}\n"
+            f"  on {2 if threads == 1 else 1} threads:        {relative_gaps(other_threads, final, keep)}")
 
 
 @contextlib.contextmanager
@@ -168,6 +195,7 @@ def main() -> int:
     plain_gap = float(((plain_final - all_run.final).abs() / all_run.final.abs().clamp_min(1e-6))[reacted].max())
     print(f"\nplain eager batched loop, all {n_maps} maps x {args.steps} steps: {plain_time:8.2f} s wall "
           f"(largest relative difference of the reacted maps' final values to the engine: {plain_gap:.1e})")
+    print(spread_of_the_plain_loop(model, args.layer, zoo_starts, args.steps, plain_final, reacted))
     print(floor.header())
     print(f"engine, all {n_maps} maps: {floor.describe(float(all_run.steps_used.sum() + n_maps), all_time, plain_time)} "
           f"(target >= 2.5x plain)")

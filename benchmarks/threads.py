@@ -5,7 +5,9 @@ single-threaded matrix multiply) and each thread count (1, 2), a fresh worker pr
 the same work -- an OIP batch of Conv2D_3 maps (the articles' rule) and training steps of the
 default recipe -- and reports its wall time. The thread counts alternate within each round; medians
 are printed with the load average the policy (`cnnscope.runtime.default_threads`) saw and the
-count it picked, so the table shows what the policy costs or gains in each condition.
+count it picked, so the table shows what the policy costs or gains in each condition. Each worker
+also times the plain eager batched loop of the same OIPs and measures the floor (`floor.py`)
+under the same condition.
 
     .venv/bin/python benchmarks/threads.py [--rounds 3] [--maps 32] [--steps 150]
 
@@ -22,21 +24,32 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 WORKER = r"""
 import json, sys, time
+sys.path.insert(0, sys.argv[4])
 import cnnscope
 import torch
 from cnnscope.runtime import default_threads, free_cores
+from floor import Floor
+from oip_speed import plain_batched_loop
 threads, maps, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 picked = default_threads()
 torch.set_num_threads(threads)
 model, _ = cnnscope.load_model()
 from cnnscope.optvis.ascent import AscentSettings
+from cnnscope.optvis.oip import start_seed
+from cnnscope.optvis.starts import multiscale_noise
+targets = cnnscope.map_objectives(model, "Conv2D_3", list(range(maps)))
 started = time.perf_counter()
-cnnscope.find_oips(model, cnnscope.map_objectives(model, "Conv2D_3", list(range(maps))), AscentSettings(steps=steps))
+run = cnnscope.find_oips(model, targets, AscentSettings(steps=steps))
 oip = time.perf_counter() - started
-from cnnscope.training.settings import recipe_settings
+starts = multiscale_noise(maps, seeds=[start_seed(0, t, 0) for t in targets])
+started = time.perf_counter()
+plain_batched_loop(model, "Conv2D_3", starts, steps)
+oip_plain = time.perf_counter() - started
+oip_floor = Floor.measure(model, "Conv2D_3", batch=maps, threads=threads).seconds(float(run.steps_used.sum() + maps))
 net = cnnscope.CNN()
 opt = torch.optim.Adam(net.parameters(), 1e-3)
 x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
@@ -46,7 +59,9 @@ for _ in range(30):
     torch.nn.functional.cross_entropy(net(x), y).backward()
     opt.step()
 train = time.perf_counter() - started
-print(json.dumps({"oip": oip, "train": train, "picked": picked, "load": __import__("os").getloadavg()[0]}))
+train_floor = Floor.measure(net, None, batch=128, threads=threads, backward="all").seconds(30 * 128)
+print(json.dumps({"oip": oip, "oip_plain": oip_plain, "oip_floor": oip_floor, "train": train,
+                  "train_floor": train_floor, "picked": picked, "load": __import__("os").getloadavg()[0]}))
 """
 
 COMPETITOR = r"""
@@ -62,7 +77,7 @@ CONDITIONS = {0: "quiet", 1: "one competitor", 2: "two competitors"}
 
 
 def measure(threads: int, maps: int, steps: int) -> dict:
-    out = subprocess.run([sys.executable, "-c", WORKER, str(threads), str(maps), str(steps)],
+    out = subprocess.run([sys.executable, "-c", WORKER, str(threads), str(maps), str(steps), str(Path(__file__).parent)],
                          check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -91,14 +106,20 @@ def main() -> None:
                 competitor.wait()
     print(f"cores usable: {len(os.sched_getaffinity(0))}; work: OIPs of {args.maps} Conv2D_3 maps x {args.steps} "
           f"steps, and 30 training steps of batch 128; medians of {args.rounds} rounds")
-    print(f"{'condition':16} {'threads':>7} {'OIP s':>7} {'train s':>8} {'load':>5} {'policy picks':>12}")
+    print("x plain: the engine against the plain eager batched loop of the same OIPs, same process; x floor: the "
+          "time over FLOP / torch.mm's GFLOP/s on the work's shapes, measured in that process (the training "
+          "steps are a plain loop already)")
+    print(f"{'condition':16} {'threads':>7} {'OIP s':>7} {'x plain':>7} {'x floor':>7} {'train s':>8} {'x floor':>7} "
+          f"{'load':>5} {'policy picks':>12}")
+    keys = ("oip", "oip_plain", "oip_floor", "train", "train_floor", "load")
     for condition in conditions:
         for threads in (1, 2):
             runs = rows[(condition, threads)]
-            med = {key: statistics.median(run[key] for run in runs) for key in ("oip", "train", "load")}
+            med = {key: statistics.median(run[key] for run in runs) for key in keys}
             picks = sorted({run["picked"] for run in runs})
-            print(f"{condition:16} {threads:>7} {med['oip']:7.2f} {med['train']:8.2f} {med['load']:5.2f} "
-                  f"{','.join(map(str, picks)):>12}")
+            print(f"{condition:16} {threads:>7} {med['oip']:7.2f} {med['oip_plain'] / med['oip']:7.2f} "
+                  f"{med['oip'] / med['oip_floor']:7.1f} {med['train']:8.2f} {med['train'] / med['train_floor']:7.1f} "
+                  f"{med['load']:5.2f} {','.join(map(str, picks)):>12}")
 
 
 if __name__ == "__main__":

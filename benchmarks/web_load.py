@@ -7,7 +7,8 @@ on a free port. Each client thread keeps one HTTP connection and sends, in turn,
 (POST /api/draw, a 280x280 canvas of a test digit), a test-image view, a test image's PNG and the
 top images of a map; one more thread asks for OIPs of Conv2D_3 in chunks of 16 maps (computed,
 not cached: the cache folder is new). Reported: requests, concurrency, p50/p95 latency per kind,
-errors (exceptions or non-2xx answers) and the server's resident memory before and after.
+errors (exceptions or non-2xx answers) and the server's resident memory before and after; then, in
+this process, a plain eager forward pass of one image and its floor (`floor.py`) for the draw.
 `tests/app/test_web_load.py` runs a small version and asserts zero errors.
 """
 
@@ -163,7 +164,30 @@ def main() -> None:
     print(report(figures, args.clients, (before, after)))
     for problem in figures["errors"][:10]:
         print("  error:", problem)
-    print(f"median draw {statistics.median(figures['latency']['draw']) * 1000:.1f} ms")
+    draw = statistics.median(figures["latency"]["draw"])
+    forward, floor = plain_forward(args.model)
+    print(f"median draw {draw * 1000:.1f} ms under load = {draw / forward:.0f}x a plain eager forward pass of one "
+          f"image ({forward * 1000:.2f} ms, this process, 1 thread; the draw answers every layer's maps as PNGs)")
+    print(f"{floor.header()} (forward only, batch 1); the draw: {floor.describe(1, draw)}")
+
+
+def plain_forward(model_dir: str | None):
+    """Median seconds of `model(x)` for one test image (no grad, 1 thread) and the forward's floor."""
+    import torch
+    from floor import Floor
+
+    from cnnscope.data.mnist import load_mnist, to_tensor
+    from cnnscope.nn.checkpoint import load_model
+
+    torch.set_num_threads(1)
+    model, _ = load_model(model_dir)
+    x, times = to_tensor(load_mnist().test_x[:1]), []
+    with torch.no_grad():
+        for _ in range(220):
+            started = time.perf_counter()
+            model(x)
+            times.append(time.perf_counter() - started)
+    return statistics.median(times[20:]), Floor.measure(model, None, batch=1, threads=1, backward="none")
 
 
 if __name__ == "__main__":
