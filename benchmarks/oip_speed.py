@@ -93,7 +93,8 @@ def relative_gaps(values: torch.Tensor, reference: torch.Tensor, keep: torch.Ten
 def spread_of_the_plain_loop(model, layer: str, starts: torch.Tensor, steps: int, final: torch.Tensor,
                              keep: torch.Tensor) -> str:
     """How far the plain loop's own final values move when only its kernels change (the zoo in two
-    halves of the batch, and the other thread count): the precision any comparison with it has."""
+    halves of the batch, the other thread count) and when every start pixel moves by one ulp (what
+    any other kernel's rounding does to the first step): the precision any comparison with it has."""
     half = starts.shape[0] // 2
     halves = torch.cat([plain_batched_loop(model, layer, starts[:half], steps),
                         plain_batched_loop(model, layer, starts[half:], steps, first_map=half)])
@@ -103,9 +104,12 @@ def spread_of_the_plain_loop(model, layer: str, starts: torch.Tensor, steps: int
         other_threads = plain_batched_loop(model, layer, starts, steps)
     finally:
         torch.set_num_threads(threads)
+    one_ulp = plain_batched_loop(model, layer, torch.nextafter(starts, torch.full_like(starts, float("inf"))), steps)
     return (f"the plain loop against itself (its reacted maps' final values):\n"
             f"  in two halves of the batch: {relative_gaps(halves, final, keep)}\n"
-            f"  on {2 if threads == 1 else 1} threads:        {relative_gaps(other_threads, final, keep)}")
+            f"  on {2 if threads == 1 else 1} threads:        {relative_gaps(other_threads, final, keep)}\n"
+            f"  every start pixel 1 ulp up: {relative_gaps(one_ulp, final, keep)} (the chaos a kernel's "
+            f"last-bit differences meet)")
 
 
 @contextlib.contextmanager
