@@ -228,6 +228,21 @@ def test_oip_of_a_map_is_the_same_alone_or_in_a_zoo_chunk(model_and_app, mnist, 
     assert [t["map"] for t in zoo["maps"] if t["url"]] == [0, 1, 2, 3]
 
 
+def test_an_oip_comes_with_its_trust_figures(client, model_and_app, mnist):
+    model = model_and_app[0]
+    record = client.post("/api/oip/Conv2D_2", json={"maps": [7]}).json()["oips"][0]
+    trust = record["trust"]
+    assert set(trust) == {"ratio", "majority", "natural_path_mean", "outside", "clipped_ratio", "start_similarity"}
+    with torch.no_grad():  # the map's highest mean activation over the test images, computed here
+        best = float(model.activations(to_tensor(mnist.test_x), ["Conv2D_2"])["Conv2D_2"][:, 7].mean(dim=(1, 2)).max())
+    assert record["reacted"] is True and trust["ratio"] == pytest.approx(record["value"] / best, rel=1e-3)
+    assert isinstance(trust["majority"], bool)
+    assert -1 <= trust["natural_path_mean"] <= 1 and 0 <= trust["outside"] <= 1
+    assert 0 < trust["start_similarity"] <= 1  # two restarts in TEST_OIP
+    again = client.post("/api/oip/Conv2D_2", json={"maps": [7]}).json()["oips"][0]
+    assert again["cached"] is True and again["trust"] == trust
+
+
 def test_dense_node_oip(client):
     record = client.post("/api/oip/Dense_2", json={"maps": [3]}).json()["oips"][0]
     assert record["map"] == 3 and record["reacted"] is True and record["value"] > 0

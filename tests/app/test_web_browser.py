@@ -189,6 +189,9 @@ def test_clicking_a_map_shows_its_activation_oip_and_top_images(page):
     page.wait_for_function("document.querySelectorAll('#panel-top .thumb img').length === 9")
     page.wait_for_function("[...document.querySelectorAll('#panel-top img')].every(i => i.complete && i.naturalWidth === 28)")
     assert "mean" in page.locator("#panel-value").text_content()
+    trust = page.locator("#panel-oip-trust li")  # how far the OIP can be trusted, each line explained
+    page.wait_for_function("document.querySelectorAll('#panel-oip-trust li').length >= 4")
+    assert "x the best test image" in trust.first.text_content() and trust.first.get_attribute("title")
 
     # a dense node, and a thumbnail loads its test image
     page.locator("canvas[data-layer='Dense_2']").click(position={"x": 3, "y": 3})

@@ -75,6 +75,7 @@ class Explorer:
         self.weights_hash = weights_hash(model)
         self.oips = OipCache(Path(cache_dir) / "oip" / self.weights_hash[:16], self.oip_settings, self.weights_hash)
         self._stats: TestStats | None = None
+        self._test_images: torch.Tensor | None = None  # the test images as a tensor, for OIPs' trust figures
         self._stats_lock = threading.Lock()
         self._oip_lock = threading.Lock()  # one OIP computation at a time; drawing never waits for it
 
@@ -209,20 +210,24 @@ class Explorer:
         records = {m: read(m) for m in maps}
         missing = [m for m, r in records.items() if r is None]
         if missing:
+            stats = self.test_stats()  # before the lock: the test-set pass lets OIPs go first
             with self._oip_lock:  # another request may have computed them meanwhile
                 records.update({m: read(m) for m in missing})
                 missing = [m for m in missing if records[m] is None]
                 if missing:
-                    records.update(self._compute_oips(layer, missing, starts))
+                    records.update(self._compute_oips(layer, missing, starts, stats))
         answer = {"layer": layer, "oips": [records[m] for m in maps]}
         return answer if starts == 1 else {**answer, "starts": starts}
 
-    def _compute_oips(self, layer: str, maps: list[int], starts: int) -> dict[int, dict]:
+    def _compute_oips(self, layer: str, maps: list[int], starts: int, stats: TestStats) -> dict[int, dict]:
         started = time.perf_counter()
         if starts > 1:
             results = compute_map_starts(self.model, layer, maps, self.oip_settings, starts)
             return self.oips.store_starts(layer, maps, results, starts, time.perf_counter() - started)
-        results = compute_map_oips(self.model, layer, maps, self.oip_settings)
+        if self._test_images is None:
+            self._test_images = to_tensor(self.test_x)
+        values = torch.from_numpy(np.ascontiguousarray(stats.map_means[layer][:, maps].T))
+        results = compute_map_oips(self.model, layer, maps, self.oip_settings, self._test_images, values)
         return self.oips.store(layer, maps, results, time.perf_counter() - started)
 
     def oip_png(self, layer: str, index: int) -> bytes:

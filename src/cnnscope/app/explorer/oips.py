@@ -64,10 +64,16 @@ class MapOip:
     reacted: bool
     steps_used: int
     start: str  # "noise" or "precursor" (a long-range candidate won)
+    trust: dict  # how far the picture can be trusted: TRUST_FIGURES of `optvis.quality`
 
 
-def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings) -> list[MapOip]:
-    """OIPs of some maps of a layer with the OIP engine (`oip.find_oips`, all maps in one batch).
+# the figures of `optvis.quality.quality_report` the page shows beside an OIP (None where undefined)
+TRUST_FIGURES = ("ratio", "majority", "natural_path_mean", "outside", "clipped_ratio", "start_similarity")
+
+
+def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings, images, values) -> list[MapOip]:
+    """OIPs of some maps of a layer with the OIP engine (`oip.find_oips`, all maps in one batch),
+    each with its trust figures (`optvis.quality`) against the test images.
 
     Starts are seeded by the map, not its place in the batch, so a map computed alone or within
     a zoo chunk gets the same picture.
@@ -77,15 +83,21 @@ def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSetti
         layer: a conv, pool or dense layer of `model`.
         maps: map (or node) indices of `layer`, already checked.
         settings: steps, restarts, precursor search and seed.
+        images: the raw [0, 1] test images, N x 1 x H x W.
+        values: each map's mean activation on each test image, len(maps) x N.
 
     Returns:
         One `MapOip` per map, in the order of `maps`.
     """
+    from cnnscope.optvis.quality import quality_report
+
     run = _find_map_oips(model, layer, maps, settings)
+    rows = quality_report(run, model, images, values)["targets"]
     out = []
     for i in range(len(maps)):
+        trust = {name: rows[i].get(name) for name in TRUST_FIGURES}
         out.append(MapOip(oip_picture(run.images[i, 0]), round(float(run.final[i]), 5), bool(run.reacted[i]),
-                          int(run.steps_used[i]), run.start_kind[i]))
+                          int(run.steps_used[i]), run.start_kind[i], trust))
     return out
 
 
@@ -185,7 +197,8 @@ class OipCache:
             png, sidecar = self.paths(layer, index)
             save_image(png, result.picture)
             record = {"layer": layer, "map": index, "value": result.value, "reacted": result.reacted,
-                      "steps_used": result.steps_used, "start": result.start, "seconds": round(seconds / len(maps), 4),
+                      "steps_used": result.steps_used, "start": result.start, "trust": result.trust,
+                      "seconds": round(seconds / len(maps), 4),
                       "batch_seconds": round(seconds, 4), "batch_size": len(maps),
                       "settings": asdict(self.settings), "weights": self.weights,
                       "cnnscope": __version__}

@@ -340,6 +340,7 @@ async function selectMap(layer, map) {
   oip.removeAttribute("src");
   oip.dataset.map = "";
   $("panel-oip-info").textContent = "";
+  $("panel-oip-trust").innerHTML = "";
   $("panel-oip-status").textContent = "computing OIP...";
   $("panel-top").innerHTML = "";
   $("panel-starts-row").innerHTML = "";
@@ -354,6 +355,7 @@ async function selectMap(layer, map) {
     oip.src = record.url;
     const when = record.cached ? "cached" : `${record.batch_seconds.toFixed(2)} s`;
     $("panel-oip-info").textContent = `value ${record.value.toFixed(3)}, ${when}`;
+    showTrust($("panel-oip-trust"), record.trust || {});
   }).catch((error) => { if (stillSelected()) $("panel-oip-status").textContent = error.message; });
   const topRequest = api(`/api/top/${layer}/${map}`).then((answer) => {
     if (!stillSelected()) return;
@@ -362,6 +364,33 @@ async function selectMap(layer, map) {
     for (const item of answer.images) box.appendChild(thumb(item.index, item.url, `${item.label} · ${item.value.toFixed(2)}`));
   }).catch((error) => { if (stillSelected()) $("panel-top").textContent = error.message; });
   await Promise.all([oipRequest, topRequest]);
+}
+
+// How far an OIP can be trusted (optvis.quality): one line per figure the server computed, each
+// with a tooltip saying what it measures.
+function trustLines(trust) {
+  const lines = [];
+  if (trust.ratio != null) lines.push([`${trust.ratio.toFixed(2)}x the best test image`,
+    "the OIP's value over the highest value of any test image: above 1, the pattern drives the map further than real digits do"]);
+  if (trust.majority != null) lines.push([trust.majority ? "the top map of its layer at its OIP" : "another map of its layer is higher at its OIP",
+    "majority success (Yosinski et al. 2015): is this map the layer's largest at the OIP?"]);
+  if (trust.natural_path_mean != null) lines.push([`natural path ${trust.natural_path_mean.toFixed(2)}`,
+    "rank correlation of the earlier layers' activations at the OIP with those of the map's top test images (1: it gets there the way real digits do)"]);
+  if (trust.outside != null) lines.push([`${Math.round(100 * trust.outside)}% of pixels outside black..white`,
+    `share of the OIP's pixels that no real image can have${trust.clipped_ratio != null ? `; clipped into the range it keeps ${Math.round(100 * trust.clipped_ratio)}% of its value` : ""}`]);
+  if (trust.start_similarity != null) lines.push([`starts alike ${trust.start_similarity.toFixed(2)}`,
+    "similarity of the OIPs from two noise starts (1: the same pattern from both)"]);
+  return lines;
+}
+
+function showTrust(list, trust) {
+  list.innerHTML = "";
+  for (const [text, help] of trustLines(trust)) {
+    const item = document.createElement("li");
+    item.textContent = text;
+    item.title = help;
+    list.appendChild(item);
+  }
 }
 
 // The selected map's OIPs from several noise starts, with how alike they are (median similarity).
