@@ -59,10 +59,13 @@ def main() -> None:
         page.wait_for_function(f"""() => {{ const img = document.getElementById('panel-oip');
             return img.dataset.map === 'Conv2D_3/{best}' && img.complete && img.naturalWidth > 0; }}""")
         page.wait_for_function("document.querySelectorAll('#panel-top .thumb img').length === 9")
+        page.wait_for_function("document.querySelectorAll('#panel-oip-trust li').length > 0")
         page.wait_for_timeout(300)
         page.screenshot(path=args.out)
         print(f"wrote {args.out}: predicted {view.get('predicted')}, panel Conv2D_3 map {best} "
-              f"(mean activation {maps[best]:.2f}); panel text: {page.locator('#panel-value').text_content()!r}")
+              f"(mean activation {maps[best]:.2f}); panel text: {page.locator('#panel-value').text_content()!r}; "
+              f"OIP {page.locator('#panel-oip-info').text_content()!r}, trust: "
+              f"{page.locator('#panel-oip-trust li').all_text_contents()}")
         browser.close()
 
 
