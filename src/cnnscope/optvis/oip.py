@@ -105,9 +105,10 @@ def logit_objectives(model, classes: Sequence[int] | None = None) -> list[O.Obje
 
 
 # ---- running -------------------------------------------------------------------------------
-def _check_run_options(restarts: int, precursor: int, precursor_steps: int, chunk_size: int) -> None:
-    for what, value, low in (("restarts", restarts, 1), ("precursor", precursor, 0),
-                             ("precursor steps", precursor_steps, 1), ("chunk size", chunk_size, 1)):
+def _check_run_options(restarts: int, precursor: int, precursor_steps: int, chunk_size: int | None) -> None:
+    checked = (("restarts", restarts, 1), ("precursor", precursor, 0), ("precursor steps", precursor_steps, 1),
+               *((("chunk size", chunk_size, 1),) if chunk_size is not None else ()))
+    for what, value, low in checked:
         if isinstance(value, bool) or int(value) != value or value < low:
             raise UserError(f"{what} must be a whole number >= {low}, got {value!r}")
 
@@ -125,7 +126,7 @@ def find_oips(
     seed: int = 0,
     size: int | tuple[int, int] | None = None,
     start: torch.Tensor | None = None,
-    chunk_size: int = 512,
+    chunk_size: int | None = None,
     device: torch.device | str | None = None,
     progress: bool = False,
     strategy: Superposition | None = None,
@@ -141,6 +142,7 @@ def find_oips(
     race, as the `--fast` preset does: then the starts of a target race, see `ascend`).
     `precursor=K` screens K starts per target and restart (the ordinary one plus K-1 long-range
     noise images) for `precursor_steps` steps and runs the best one in full.
+    `chunk_size`: images per batch (default: 128 per torch thread on the CPU, 512 on a GPU).
     `start`: a 1 x 1 x H x W (or M x 1 x H x W) standardised image every target starts from
     instead of noise (no restarts or precursor then).
     `diverse=K`: K starts per target in one batch (all kept in `run.starts`, the best as the OIP),
