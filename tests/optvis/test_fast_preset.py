@@ -123,3 +123,16 @@ def test_fast_oips_race_two_starts_per_map_and_chunking_changes_nothing(small_mo
         find_oips(small_model, targets, settings, diverse=2)
     with pytest.raises(UserError, match="coarse-to-fine"):
         find_oips(small_model, targets, settings, strategy=CoarseToFine((10, 10, 5, 5)))
+
+
+def test_the_default_chunk_is_128_images_per_cpu_thread_and_512_on_a_gpu():
+    from cnnscope.optvis.strategies import default_chunk_size
+
+    before = torch.get_num_threads()
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            assert default_chunk_size(torch.device("cpu")) == 128 * threads
+    finally:
+        torch.set_num_threads(before)
+    assert default_chunk_size(torch.device("cuda")) == 512
