@@ -17,6 +17,7 @@ from cnnscope.optvis.callbacks import Callback
 from cnnscope.optvis.dream import DreamSettings, dream
 from cnnscope.optvis.oip import find_oips, logit_objectives, map_objectives
 from cnnscope.optvis.parametrizations import (
+    VALID_GAIN,
     Fourier,
     Pixel,
     ValidPixels,
@@ -179,3 +180,25 @@ def test_cli_param_and_valid_pixels(small_model_dir, tmp_path, capsys):
     assert sidecar["settings"]["param"] == "maco" and sidecar["settings"]["valid_pixels"] is True
     code, _, err = run_cli(["oip", "--model", str(small_model_dir), "--param", "wavelet"], capsys)
     assert code == 2 and "invalid choice" in err
+
+
+def test_a_dream_with_valid_pixels_starts_from_the_photo_itself(small_model):
+    from cnnscope.optvis.parametrizations import ImageValidPixels, model_normalization
+
+    photo = torch.rand(1, 1, 32, 40, generator=torch.Generator().manual_seed(0)) * 0.9 + 0.05  # raw, inside (0, 1)
+    normalize = model_normalization(small_model)
+    standardised = normalize(photo)
+    for inner in (Pixel(), Fourier()):
+        exact = ImageValidPixels(inner, normalize)
+        start = exact(exact.params(standardised))
+        assert torch.allclose(start, standardised, atol=1e-4), inner  # step 0 is the photo
+        warped = ValidPixels(inner, normalize)  # the pattern reading of OIP starts: another image
+        assert float((warped(warped.params(standardised)) - standardised).abs().max()) > 0.3
+    mean, std = 0.1307, 0.3081  # the small model's global normalisation, computed by hand
+    edges = ImageValidPixels(Pixel(), normalize).params((torch.tensor([[[[0.0, 1.0]]]]) - mean) / std)
+    assert torch.allclose(torch.sigmoid(VALID_GAIN * edges), torch.tensor([[[[1e-3, 1 - 1e-3]]]]), atol=1e-6)
+
+    objective = O.channel("Conv2D_3", 11)
+    result = dream(small_model, photo, objective, DreamSettings(mode="native", steps=4, rounds=1, valid_pixels=True))
+    assert result.values[-1] > result.values[0]
+    assert float(result.luminance.min()) >= 0.0 and float(result.luminance.max()) <= 1.0  # still real pixels

@@ -69,6 +69,7 @@ from cnnscope.optvis.dream_settings import (  # what a dream is asked to do and 
     tile_layout as tile_layout,
 )
 from cnnscope.optvis.objectives import Objective, objective_values
+from cnnscope.optvis.parametrizations import ImageValidPixels, ValidPixels
 from cnnscope.runtime import device_of, using_threads
 
 
@@ -258,7 +259,14 @@ class _Runner:
         hooks = [*self.callbacks]
         if self.progress:
             hooks.append(ProgressBar(description=name))
-        result = ascend(self.model, x, self.objective, self.ascent_settings(seed), callbacks=hooks)
+        settings = self.ascent_settings(seed)
+        parametrization = settings.pieces(self.model).parametrization
+        if isinstance(parametrization, ValidPixels) and not settings.standardize:
+            # the start is the photo: read it back exactly (a standardised ascent, the downscale
+            # mode, standardises the pattern before the sigmoid at every step, so it keeps reading
+            # the photo as that pattern)
+            parametrization = ImageValidPixels(parametrization.inner, parametrization.normalize, parametrization.gain)
+        result = ascend(self.model, x, self.objective, settings, callbacks=hooks, parametrization=parametrization)
         dreamed = result.images
         if not torch.equal(result.start, x):  # another parametrisation: only the ascent's change is the dream's
             dreamed = x + (result.images - result.start)

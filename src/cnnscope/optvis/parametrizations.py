@@ -311,6 +311,25 @@ class ValidPixels(Parametrization):
         return f"ValidPixels({self.inner!r}, gain={self.gain:g})"
 
 
+class ImageValidPixels(ValidPixels):
+    """`ValidPixels` whose starts are real images (a dream's photo, standardised): `params` inverts
+    the squashing -- the pixels back through the (affine) normalisation into [0, 1], then the
+    sigmoid's inverse -- so the ascent starts from the photo itself, not from a contrast-warped
+    one. Pixels at black or white are moved `EDGE` inside the range (the sigmoid never reaches
+    them); a normalisation that is not affine per pixel (per image) keeps the pattern reading."""
+
+    EDGE = 1e-3
+
+    def params(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            black = self.normalize(torch.zeros_like(images[:1])).float()
+            white = self.normalize(torch.ones_like(images[:1])).float()
+        if not (torch.isfinite(black).all() and torch.isfinite(white).all()) or bool(((white - black) == 0).any()):
+            return super().params(images)
+        raw = ((images - black) / (white - black)).clamp(self.EDGE, 1 - self.EDGE)
+        return self.inner.params(torch.logit(raw) / self.gain)
+
+
 def make_parametrization(name: str = "pixel", valid_pixels: bool = False, model=None,
                          decay: float = 1.0) -> Parametrization:
     """The parametrisation called `name` (pixel, fourier, maco), squashed into valid pixels on request
