@@ -226,6 +226,7 @@ def test_oip_of_a_map_is_the_same_alone_or_in_a_zoo_chunk(model_and_app, mnist, 
     zoo = chunk.get("/api/zoo/Max_Pool_1").json()
     assert zoo["count"] == 32 and len(zoo["maps"]) == 32
     assert [t["map"] for t in zoo["maps"] if t["url"]] == [0, 1, 2, 3]
+    assert zoo["maps"][2]["trust"] == batch[2]["trust"] and zoo["maps"][4]["trust"] is None
 
 
 def test_an_oip_comes_with_its_trust_figures(client, model_and_app, mnist):

@@ -230,7 +230,9 @@ def test_zoo_and_confusion_tiles_are_clickable(page):
     page.wait_for_function("document.getElementById('zoo-progress').textContent.startsWith('done')", timeout=180_000)
     page.wait_for_function("[...document.querySelectorAll('.zoo-tile img')].length === 10")
     page.wait_for_function("[...document.querySelectorAll('.zoo-tile img')].every(i => i.complete && i.naturalWidth > 0)")
-    page.locator(".zoo-tile[data-map='5']").click()
+    tile = page.locator(".zoo-tile[data-map='5']")  # its value over the best test image's, and the figures
+    assert " · x" in tile.text_content() and "x the best test image" in tile.get_attribute("title")
+    tile.click()
     page.wait_for_selector("#tab-explore.active")
     page.wait_for_function("document.getElementById('panel-title').textContent === 'Dense_2 · node 5'")
     page.wait_for_function("""() => { const img = document.getElementById('panel-oip');

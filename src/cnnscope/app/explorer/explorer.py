@@ -241,5 +241,6 @@ class Explorer:
         for index in range(count):
             record = self.oips.read(layer, index)
             tiles.append({"map": index, "url": record["url"] if record else None,
-                          "reacted": record["reacted"] if record else None})
+                          "reacted": record["reacted"] if record else None,
+                          "trust": record.get("trust") if record else None})
         return {"layer": layer, "count": count, "maps": tiles, "chunk": ZOO_CHUNK}

@@ -480,7 +480,10 @@ function zooTile(layer, tile) {
 function fillZooTile(item, tile) {
   item.classList.toggle("silent", tile.reacted === false);
   const picture = tile.url ? `<img alt="OIP ${tile.map}" src="${tile.url}">` : `<div class="placeholder"></div>`;
-  item.innerHTML = `${picture}<div>${tile.map}${tile.reacted === false ? " (silent)" : ""}</div>`;
+  const trust = tile.trust || {};
+  const ratio = trust.ratio != null ? ` · x${trust.ratio.toFixed(1)}` : "";  // OIP over the best test image
+  item.innerHTML = `${picture}<div>${tile.map}${tile.reacted === false ? " (silent)" : ratio}</div>`;
+  item.title = trustLines(trust).map(([text]) => text).join("\n");
 }
 
 async function computeZoo() {
@@ -497,7 +500,7 @@ async function computeZoo() {
       if (token !== state.zooToken) return;
       for (const record of answer.oips) {
         const item = document.querySelector(`.zoo-tile[data-map="${record.map}"]`);
-        if (item) fillZooTile(item, { map: record.map, url: record.url, reacted: record.reacted });
+        if (item) fillZooTile(item, { map: record.map, url: record.url, reacted: record.reacted, trust: record.trust });
       }
     } catch (error) {
       $("zoo-progress").textContent = error.message;
