@@ -306,3 +306,34 @@ def test_subset_keeps_everything_recorded_for_the_chosen_targets(small_model, mn
     assert cut.starts.seeds == [[seeds[2], seeds[0]] for seeds in run.starts.seeds]
     assert cut.start_seeds == [run.start_seeds[2], run.start_seeds[0]]
     assert all(torch.equal(cut.snapshots[k], run.snapshots[k][[2, 0]]) for k in run.snapshots)
+
+
+def _find(picture: np.ndarray, block: np.ndarray) -> list[tuple[int, int]]:
+    """Every (y, x) where `block` appears in `picture` pixel for pixel."""
+    h, w = block.shape[:2]
+    found = []
+    for y in range(picture.shape[0] - h + 1):
+        for x in np.flatnonzero((picture[y, : picture.shape[1] - w + 1] == block[0, 0]).all(axis=1)):
+            if np.array_equal(picture[y:y + h, x:x + w], block):
+                found.append((y, int(x)))
+    return found
+
+
+def test_example_grids_stand_under_their_rank_names(zoo, mnist):
+    from cnnscope.figures.oip import _header, example_grid
+    from cnnscope.optvis.quality import add_quality
+
+    model, _ = zoo
+    images = to_tensor(mnist.test_x[:1000])
+    run = add_quality(find_oips(model, map_objectives(model, "Conv2D_3", [0, 1]), FEW, seed=1), model, images,
+                      spread=True)
+    picture = zoo_picture(run, columns=1, examples=images)
+    places = {}
+    for rank in ("top", "middle", "bottom"):
+        grid = example_grid(images, run.examples.index[rank][1])
+        block = np.concatenate([_header(grid.shape[1], rank), grid], axis=0)  # the name right above its grid
+        places[rank] = _find(picture, block)
+        assert len(places[rank]) == 1, rank
+    (y_top, x_top), (y_mid, x_mid), (y_bot, x_bot) = (places[r][0] for r in ("top", "middle", "bottom"))
+    assert y_top == y_mid == y_bot and x_top < x_mid < x_bot  # left to right, in the second tile's row
+    assert y_top > 0

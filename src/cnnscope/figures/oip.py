@@ -67,7 +67,7 @@ def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: st
     (ratio to the dataset max, M = majority success, np = natural-path similarity, o = pixels
     outside the valid range; green when the target is its layer's argmax). With `examples`, the
     raw test images, and `run.examples`, each tile shows its top 9 test images (and the middle
-    and bottom 9 when the run has them) as 3 x 3 grids to its right.
+    and bottom 9 when the run has them) as 3 x 3 grids to its right, each under its rank's name.
     """
     tiles = []
     for i in range(len(run.objectives)):
@@ -77,8 +77,10 @@ def zoo_picture(run: OipRun, columns: int = 8, scale: int = TILE_SCALE, cmap: st
             color = (20, 110, 40) if row.get("majority") else (90, 90, 90)
             tile = np.concatenate([tile, _header(tile.shape[1], marker(row), background=color)], axis=0)
         if examples is not None and run.examples is not None:
-            tile = stack([tile, *[example_grid(examples, run.examples.index[rank][i], scale)
-                                  for rank in run.examples.index]], axis="h", gap=2)[0]
+            grids = [example_grid(examples, run.examples.index[rank][i], scale) for rank in run.examples.index]
+            labelled = [np.concatenate([_header(g.shape[1], rank), g], axis=0)  # "top", "middle", "bottom"
+                        for rank, g in zip(run.examples.index, grids, strict=True)]
+            tile = stack([tile, *labelled], axis="h", gap=2)[0]
         tiles.append(tile)
     return grid(tiles, columns=columns, separator=2)
 
