@@ -226,22 +226,31 @@ def test_oip_of_a_map_is_the_same_alone_or_in_a_zoo_chunk(model_and_app, mnist, 
     zoo = chunk.get("/api/zoo/Max_Pool_1").json()
     assert zoo["count"] == 32 and len(zoo["maps"]) == 32
     assert [t["map"] for t in zoo["maps"] if t["url"]] == [0, 1, 2, 3]
-    assert zoo["maps"][2]["trust"] == batch[2]["trust"] and zoo["maps"][4]["trust"] is None
+    assert zoo["maps"][2]["trust"] is None  # no test-set pass yet
+    trust = chunk.get("/api/oip/Max_Pool_1/2/trust").json()["trust"]
+    assert chunk.get("/api/zoo/Max_Pool_1").json()["maps"][2]["trust"] == trust
 
 
-def test_an_oip_comes_with_its_trust_figures(client, model_and_app, mnist):
+def test_an_oip_gets_its_trust_figures_once_the_test_set_pass_is_done(model_and_app, mnist, tmp_path):
     model = model_and_app[0]
-    record = client.post("/api/oip/Conv2D_2", json={"maps": [7]}).json()["oips"][0]
-    trust = record["trust"]
-    assert set(trust) == {"ratio", "majority", "natural_path_mean", "outside", "clipped_ratio", "start_similarity"}
-    with torch.no_grad():  # the map's highest mean activation over the test images, computed here
-        best = float(model.activations(to_tensor(mnist.test_x), ["Conv2D_2"])["Conv2D_2"][:, 7].mean(dim=(1, 2)).max())
-    assert record["reacted"] is True and trust["ratio"] == pytest.approx(record["value"] / best, rel=1e-3)
-    assert isinstance(trust["majority"], bool)
-    assert -1 <= trust["natural_path_mean"] <= 1 and 0 <= trust["outside"] <= 1
-    assert 0 < trust["start_similarity"] <= 1  # two restarts in TEST_OIP
-    again = client.post("/api/oip/Conv2D_2", json={"maps": [7]}).json()["oips"][0]
-    assert again["cached"] is True and again["trust"] == trust
+    explorer_app = create_app(model, {}, mnist, tmp_path, oip_settings=TEST_OIP)  # no test-set pass yet
+    with TestClient(explorer_app) as client:
+        record = client.post("/api/oip/Conv2D_2", json={"maps": [7]}).json()["oips"][0]
+        assert record["reacted"] is True and "trust" not in record  # the OIP does not wait for the pass
+        assert 0 < record["start_similarity"] <= 1  # two restarts in TEST_OIP
+        trust = client.get("/api/oip/Conv2D_2/7/trust").json()["trust"]  # runs the pass, then the figures
+        assert set(trust) == {"ratio", "majority", "natural_path_mean", "outside", "clipped_ratio", "start_similarity"}
+        with torch.no_grad():  # the map's highest mean activation over the test images, computed here
+            maps = model.activations(to_tensor(mnist.test_x), ["Conv2D_2"])["Conv2D_2"]
+        best = float(maps[:, 7].mean(dim=(1, 2)).max())
+        assert trust["ratio"] == pytest.approx(record["value"] / best, rel=1e-3)
+        assert isinstance(trust["majority"], bool) and trust["start_similarity"] == record["start_similarity"]
+        assert -1 <= trust["natural_path_mean"] <= 1 and 0 <= trust["outside"] <= 1
+        again = client.post("/api/oip/Conv2D_2", json={"maps": [7]}).json()["oips"][0]
+        assert again["cached"] is True and again["trust"] == trust  # stored with the OIP
+        fresh = client.post("/api/oip/Conv2D_2", json={"maps": [8]}).json()["oips"][0]
+        assert fresh["cached"] is False and set(fresh["trust"]) == set(trust)  # after the pass: at once
+        assert client.get("/api/oip/Conv2D_2/9/trust").status_code == 404  # not computed yet
 
 
 def test_dense_node_oip(client):
@@ -328,6 +337,8 @@ BAD_REQUESTS = [
     ("post", "/api/oip/Conv2D_1", {"maps": [0], "starts": True}, None, 400, "got true"),
     ("post", "/api/oip/Conv2D_1", {"maps": [0], "starts": 2.5}, None, 400, "got 2.5"),
     ("get", "/api/oip/Conv2D_1/31/image.png", None, None, 404, "no OIP computed yet"),
+    ("get", "/api/oip/Conv2D_1/31/trust", None, None, 404, "no OIP computed yet"),
+    ("get", "/api/oip/Conv2D_1/32/trust", None, None, 404, "0..31"),
     ("get", "/api/oip/..%2F..%2F/0/image.png", None, None, 404, ""),
     ("get", "/static/../web.py", None, None, 404, ""),
     ("get", "/api/nothing", None, None, 404, ""),

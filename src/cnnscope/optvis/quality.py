@@ -140,7 +140,7 @@ def quality_report(run: OipRun, model, images: torch.Tensor, values: torch.Tenso
     majority = majority_success(model, run)
     paths = natural_path(model, run, images, top)
     clipped = clipped_values(model, run)
-    similarity = _start_similarity(run)
+    similarity = start_similarities(run)
     rows = []
     for i in range(len(run.objectives)):
         live, reacted, final = float(dataset_max[i]) > 0, bool(run.reacted[i]), float(run.final[i])
@@ -163,7 +163,9 @@ def quality_report(run: OipRun, model, images: torch.Tensor, values: torch.Tenso
     return {"targets": rows, "summary": summarize(rows, dataset_max, run.reacted)}
 
 
-def _start_similarity(run: OipRun) -> list[float] | None:
+def start_similarities(run: OipRun) -> list[float] | None:
+    """Per target, the similarity of its starts (`gallery.start_similarity`), or None for a run
+    without two starts per target or a raced one."""
     from cnnscope.optvis.gallery import raced, start_similarity
 
     if run.starts is None or run.starts.images.shape[0] < 2 or raced(run):

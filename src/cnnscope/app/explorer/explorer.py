@@ -33,6 +33,7 @@ from cnnscope.app.explorer.oips import (
     OipSettings,
     compute_map_oips,
     compute_map_starts,
+    trust_figures,
     weights_hash,
 )
 from cnnscope.app.explorer.statistics import (
@@ -210,25 +211,48 @@ class Explorer:
         records = {m: read(m) for m in maps}
         missing = [m for m, r in records.items() if r is None]
         if missing:
-            stats = self.test_stats()  # before the lock: the test-set pass lets OIPs go first
             with self._oip_lock:  # another request may have computed them meanwhile
                 records.update({m: read(m) for m in missing})
                 missing = [m for m in missing if records[m] is None]
                 if missing:
-                    records.update(self._compute_oips(layer, missing, starts, stats))
+                    records.update(self._compute_oips(layer, missing, starts))
+        if starts == 1 and self._stats is not None:  # after the test-set pass the trust figures are quick
+            records = self._with_trust(layer, records, self._stats)
         answer = {"layer": layer, "oips": [records[m] for m in maps]}
         return answer if starts == 1 else {**answer, "starts": starts}
 
-    def _compute_oips(self, layer: str, maps: list[int], starts: int, stats: TestStats) -> dict[int, dict]:
+    def oip_trust(self, layer: str, index: int) -> dict:
+        """A computed OIP's record with its trust figures (`oips.trust_figures`; they need the
+        test-set pass, so this waits for it); RequestError 404 until the OIP is computed."""
+        self.check_map(layer, index)
+        record = self.oips.read(layer, index)
+        if record is None:
+            raise RequestError(f"no OIP computed yet for {layer} map {index}; POST /api/oip/{layer} first", 404)
+        return self._with_trust(layer, {index: record}, self.test_stats())[index]
+
+    def _compute_oips(self, layer: str, maps: list[int], starts: int) -> dict[int, dict]:
         started = time.perf_counter()
         if starts > 1:
             results = compute_map_starts(self.model, layer, maps, self.oip_settings, starts)
             return self.oips.store_starts(layer, maps, results, starts, time.perf_counter() - started)
+        results = compute_map_oips(self.model, layer, maps, self.oip_settings)
+        return self.oips.store(layer, maps, results, time.perf_counter() - started)
+
+    def _with_trust(self, layer: str, records: dict[int, dict], stats: TestStats) -> dict[int, dict]:
+        """`records` with the trust figures of those that lack them added (and stored)."""
+        lacking = [m for m, r in records.items() if "trust" not in r and self.oips.image(layer, m) is not None]
+        if not lacking:
+            return records
         if self._test_images is None:
             self._test_images = to_tensor(self.test_x)
-        values = torch.from_numpy(np.ascontiguousarray(stats.map_means[layer][:, maps].T))
-        results = compute_map_oips(self.model, layer, maps, self.oip_settings, self._test_images, values)
-        return self.oips.store(layer, maps, results, time.perf_counter() - started)
+        with self._oip_lock:
+            images = torch.stack([torch.from_numpy(self.oips.image(layer, m))[None] for m in lacking])
+            values = torch.from_numpy(np.ascontiguousarray(stats.map_means[layer][:, lacking].T))
+            figures = trust_figures(self.model, layer, lacking, [records[m] for m in lacking], images,
+                                    self._test_images, values)
+            for m, trust in zip(lacking, figures, strict=True):
+                records[m] = {**self.oips.add_trust(layer, m, trust), "cached": records[m]["cached"]}
+        return records
 
     def oip_png(self, layer: str, index: int) -> bytes:
         """The PNG of a computed OIP; RequestError 404 until it is computed."""

@@ -15,7 +15,7 @@ import numpy as np
 from cnnscope import __version__
 from cnnscope.app.explorer.decoding import RequestError
 from cnnscope.app.explorer.encoding import COLORMAP
-from cnnscope.files import save_image, sha256_hex, write_json
+from cnnscope.files import save_image, sha256_hex, write_bytes, write_json
 from cnnscope.nn.model import CNN
 
 OIP_SCALE = 4  # OIP pictures are stored upscaled (nearest) 4x: 112x112
@@ -60,20 +60,21 @@ class MapOip:
     """The OIP of one map, ready for the page."""
 
     picture: np.ndarray  # H x W x 3 uint8, contrast-enhanced, colour-mapped, upscaled
+    image: np.ndarray  # H x W float32: the OIP itself (standardised input space), for its trust figures
     value: float  # the map's mean activation reached
     reacted: bool
     steps_used: int
     start: str  # "noise" or "precursor" (a long-range candidate won)
-    trust: dict  # how far the picture can be trusted: TRUST_FIGURES of `optvis.quality`
+    start_similarity: float | None  # how alike the kept start and the other one are (None: fewer than 2 reacted)
 
 
-# the figures of `optvis.quality.quality_report` the page shows beside an OIP (None where undefined)
+# the figures of `optvis.quality.quality_report` the page shows beside an OIP (None where undefined);
+# all but start_similarity need the test-set pass
 TRUST_FIGURES = ("ratio", "majority", "natural_path_mean", "outside", "clipped_ratio", "start_similarity")
 
 
-def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings, images, values) -> list[MapOip]:
-    """OIPs of some maps of a layer with the OIP engine (`oip.find_oips`, all maps in one batch),
-    each with its trust figures (`optvis.quality`) against the test images.
+def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings) -> list[MapOip]:
+    """OIPs of some maps of a layer with the OIP engine (`oip.find_oips`, all maps in one batch).
 
     Starts are seeded by the map, not its place in the batch, so a map computed alone or within
     a zoo chunk gets the same picture.
@@ -83,22 +84,48 @@ def compute_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSetti
         layer: a conv, pool or dense layer of `model`.
         maps: map (or node) indices of `layer`, already checked.
         settings: steps, restarts, precursor search and seed.
-        images: the raw [0, 1] test images, N x 1 x H x W.
-        values: each map's mean activation on each test image, len(maps) x N.
 
     Returns:
         One `MapOip` per map, in the order of `maps`.
     """
-    from cnnscope.optvis.quality import quality_report
+    from cnnscope.optvis.quality import start_similarities
 
     run = _find_map_oips(model, layer, maps, settings)
-    rows = quality_report(run, model, images, values)["targets"]
+    similarity = start_similarities(run) or [math.nan] * len(maps)
     out = []
     for i in range(len(maps)):
-        trust = {name: rows[i].get(name) for name in TRUST_FIGURES}
-        out.append(MapOip(oip_picture(run.images[i, 0]), round(float(run.final[i]), 5), bool(run.reacted[i]),
-                          int(run.steps_used[i]), run.start_kind[i], trust))
+        alike = None if math.isnan(similarity[i]) else round(similarity[i], 4)
+        out.append(MapOip(oip_picture(run.images[i, 0]), run.images[i, 0].numpy().astype(np.float32),
+                          round(float(run.final[i]), 5), bool(run.reacted[i]), int(run.steps_used[i]),
+                          run.start_kind[i], alike))
     return out
+
+
+def trust_figures(model: CNN, layer: str, maps: list[int], records: list[dict], images, test_images,
+                  test_values) -> list[dict]:
+    """The trust figures (TRUST_FIGURES) of stored OIPs, against the test images.
+
+    Args:
+        model, layer, maps: as for `compute_map_oips`.
+        records: the OIPs' records (their value, whether they reacted, their start similarity).
+        images: the OIPs, len(maps) x 1 x H x W (standardised input space).
+        test_images: the raw [0, 1] test images, N x 1 x H x W.
+        test_values: each map's mean activation on each test image, len(maps) x N.
+    """
+    import torch
+
+    from cnnscope.optvis.ascent import AscentSettings
+    from cnnscope.optvis.oip import map_objectives
+    from cnnscope.optvis.oip_run import OipRun
+    from cnnscope.optvis.quality import quality_report
+
+    m = len(maps)
+    run = OipRun(map_objectives(model, layer, maps), images, torch.tensor([[float(r["value"]) for r in records]]),
+                 torch.tensor([bool(r["reacted"]) for r in records]), torch.zeros(m, dtype=torch.long), {},
+                 torch.zeros(m, dtype=torch.long), [0] * m, [r["start"] for r in records], AscentSettings())
+    rows = quality_report(run, model, test_images, test_values)["targets"]
+    return [{**{name: row.get(name) for name in TRUST_FIGURES}, "start_similarity": record.get("start_similarity")}
+            for row, record in zip(rows, records, strict=True)]
 
 
 def _find_map_oips(model: CNN, layer: str, maps: list[int], settings: OipSettings):
@@ -175,6 +202,24 @@ class OipCache:
         stem = self.folder / layer / f"{index:04d}-{self.settings.key()}"
         return stem.with_suffix(".png"), stem.with_suffix(".json")
 
+    def image_path(self, layer: str, index: int) -> Path:
+        """The file of the OIP itself (float32 .npy, standardised space), for its trust figures."""
+        return self.paths(layer, index)[0].with_suffix(".npy")
+
+    def image(self, layer: str, index: int) -> np.ndarray | None:
+        """The stored OIP itself (H x W float32), or None if it is not stored."""
+        try:
+            return np.load(self.image_path(layer, index), allow_pickle=False)
+        except (OSError, ValueError):
+            return None
+
+    def add_trust(self, layer: str, index: int, trust: dict) -> dict:
+        """Write a stored OIP's trust figures into its record; the record as `read` gives it."""
+        _, sidecar = self.paths(layer, index)
+        record = {k: v for k, v in self.read(layer, index).items() if k not in ("url", "cached")}
+        write_json(sidecar, {**record, "trust": trust})
+        return self.read(layer, index)
+
     def url(self, layer: str, index: int) -> str:
         """The picture's URL, versioned by model and settings (so the browser may cache it)."""
         return f"/api/oip/{layer}/{index}/image.png?v={self.weights[:8]}{self.settings.key()}"
@@ -196,9 +241,12 @@ class OipCache:
         for index, result in zip(maps, results, strict=True):
             png, sidecar = self.paths(layer, index)
             save_image(png, result.picture)
+            buffer = BytesIO()
+            np.save(buffer, result.image, allow_pickle=False)
+            write_bytes(self.image_path(layer, index), buffer.getvalue())
             record = {"layer": layer, "map": index, "value": result.value, "reacted": result.reacted,
-                      "steps_used": result.steps_used, "start": result.start, "trust": result.trust,
-                      "seconds": round(seconds / len(maps), 4),
+                      "steps_used": result.steps_used, "start": result.start,
+                      "start_similarity": result.start_similarity, "seconds": round(seconds / len(maps), 4),
                       "batch_seconds": round(seconds, 4), "batch_size": len(maps),
                       "settings": asdict(self.settings), "weights": self.weights,
                       "cnnscope": __version__}

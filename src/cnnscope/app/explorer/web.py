@@ -145,6 +145,10 @@ def oip_image(layer: str, index: int, request: Request):
     return Response(explorer_of(request).oip_png(layer, index), media_type="image/png", headers=PICTURE_HEADERS)
 
 
+def oip_trust(layer: str, index: int, request: Request):
+    return explorer_of(request).oip_trust(layer, index)
+
+
 def zoo(layer: str, request: Request):
     return explorer_of(request).zoo(layer)
 
@@ -181,6 +185,7 @@ ROUTES = (
     ("GET", "/api/top/{layer}/{index}", top),
     ("POST", "/api/oip/{layer}", oip),
     ("GET", "/api/oip/{layer}/{index}/image.png", oip_image),
+    ("GET", "/api/oip/{layer}/{index}/trust", oip_trust),
     ("GET", "/api/zoo/{layer}", zoo),
 )
 

@@ -355,7 +355,10 @@ async function selectMap(layer, map) {
     oip.src = record.url;
     const when = record.cached ? "cached" : `${record.batch_seconds.toFixed(2)} s`;
     $("panel-oip-info").textContent = `value ${record.value.toFixed(3)}, ${when}`;
-    showTrust($("panel-oip-trust"), record.trust || {});
+    if (record.trust) showTrust($("panel-oip-trust"), record.trust);
+    else api(`/api/oip/${layer}/${map}/trust`).then((answer) => {  // after the test-set pass
+      if (stillSelected()) showTrust($("panel-oip-trust"), answer.trust || {});
+    }).catch(() => {});
   }).catch((error) => { if (stillSelected()) $("panel-oip-status").textContent = error.message; });
   const topRequest = api(`/api/top/${layer}/${map}`).then((answer) => {
     if (!stillSelected()) return;
