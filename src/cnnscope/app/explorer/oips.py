@@ -19,6 +19,7 @@ from cnnscope.files import save_image, sha256_hex, write_bytes, write_json
 from cnnscope.nn.model import CNN
 
 OIP_SCALE = 4  # OIP pictures are stored upscaled (nearest) 4x: 112x112
+CACHE_FORMAT = 2  # part of the cache key; 2: a record has its start similarity and a .npy of the OIP
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class OipSettings:
     seed: int = 0
 
     def key(self) -> str:
-        """12 hex digits naming these settings (and the cnnscope version) in cache file names."""
-        text = json.dumps({**asdict(self), "cnnscope": __version__}, sort_keys=True)
+        """12 hex digits naming these settings (and the cnnscope version and cache format) in cache file names."""
+        text = json.dumps({**asdict(self), "cnnscope": __version__, "format": CACHE_FORMAT}, sort_keys=True)
         return sha256_hex([text.encode()])[:12]
 
 
