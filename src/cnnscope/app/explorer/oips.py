@@ -121,9 +121,12 @@ def trust_figures(model: CNN, layer: str, maps: list[int], records: list[dict], 
     from cnnscope.optvis.quality import quality_report
 
     m = len(maps)
-    run = OipRun(map_objectives(model, layer, maps), images, torch.tensor([[float(r["value"]) for r in records]]),
-                 torch.tensor([bool(r["reacted"]) for r in records]), torch.zeros(m, dtype=torch.long), {},
-                 torch.zeros(m, dtype=torch.long), [0] * m, [r["start"] for r in records], AscentSettings())
+    run = OipRun(objectives=map_objectives(model, layer, maps), images=images,  # the stored OIPs as a run
+                 values=torch.tensor([[float(r["value"]) for r in records]]),
+                 reacted=torch.tensor([bool(r["reacted"]) for r in records]),
+                 steps_used=torch.tensor([int(r["steps_used"]) for r in records]), snapshots={},
+                 restart=torch.zeros(m, dtype=torch.long), start_seeds=[0] * m,
+                 start_kind=[r["start"] for r in records], settings=AscentSettings())
     rows = quality_report(run, model, test_images, test_values)["targets"]
     return [{**{name: row.get(name) for name in TRUST_FIGURES}, "start_similarity": record.get("start_similarity")}
             for row, record in zip(rows, records, strict=True)]
