@@ -308,3 +308,34 @@ def test_explore_serves_a_torch_model_until_stopped(nets, mnist, tmp_path):
     assert not explorer.running
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{explorer.url}/api/info")
+
+
+def test_oips_of_a_colour_model_start_from_colour_noise_and_are_drawn_in_colour(nets, mnist):
+    from cnnscope.figures.oip import oip_pair
+
+    gray = nets["sequential"]
+    colour = SequentialNet()
+    colour.load_state_dict(gray.state_dict())
+    first = gray.features[0]
+    colour.features[0] = nn.Conv2d(3, 8, 3)
+    with torch.no_grad():  # the same filters spread over red, green and blue
+        colour.features[0].weight.copy_(first.weight.repeat(1, 3, 1, 1) / 3)
+        colour.features[0].bias.copy_(first.bias)
+    x = (to_tensor(mnist.test_x[:32]) - 0.1307) / 0.3081
+    with torch.no_grad():  # on grey pictures it is the trained net
+        assert torch.allclose(colour.eval()(x.repeat(1, 3, 1, 1)), gray.eval()(x), atol=1e-4)
+    model = cnnscope.from_torch(colour, input_size=(3, 28, 28), normalize=MNIST_NORMALIZATION)
+    targets = map_objectives(model, "features.3", [0, 1, 2, 3])
+    run = find_oips(model, targets, AscentSettings(steps=30), restarts=2, precursor=3)
+    assert run.images.shape == (4, 3, 28, 28)
+    assert float(run.images.std(dim=1).mean()) > 0.1  # the channels differ: colour, not grey
+    maps = direct_outputs(colour, run.images, ["features.3"])["features.3"][0]  # the module itself, hooked
+    again = torch.stack([maps[i, i].mean() for i in range(4)])
+    assert torch.allclose(again, run.final, rtol=1e-4, atol=1e-5)
+    assert bool((run.final[run.reacted] > run.values[0][run.reacted]).all()) and bool(run.reacted.any())
+    pair = oip_pair(run.images[0])
+    assert pair.shape == (84, 169, 3) and float(np.abs(pair[..., 0].astype(int) - pair[..., 2]).mean()) > 5
+    with pytest.raises(UserError, match=r"start image must be 1 x 3 x H x W, got shape \(1, 1, 28, 28\)"):
+        find_oips(model, targets, AscentSettings(steps=3), start=torch.zeros(1, 1, 28, 28))
+    with pytest.raises(UserError, match="dreams paint into a photo's grey luminance, so they need a 1-channel network"):
+        dream(model, torch.rand(1, 1, 40, 50), O.channel("features.3", 1), DreamSettings(mode="native", steps=2))

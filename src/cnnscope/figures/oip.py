@@ -36,13 +36,27 @@ def _header(width: int, text: str, color=(255, 255, 255), background=(0, 0, 0)) 
 
 
 def oip_pair(image, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:
-    """The articles' two renderings side by side: plain colour map | contrast-enhanced (1-99 percentile)."""
+    """The articles' two renderings side by side: plain colour map | contrast-enhanced (1-99 percentile).
+
+    A 3-channel image (a `from_torch` model of colour images) is shown in its own colours, both
+    stretches over all channels at once; other channel counts as the mean of their channels."""
     values = image.detach().cpu().numpy() if hasattr(image, "detach") else np.asarray(image)
-    values = values.reshape(values.shape[-2:])
-    plain = upscale(colorize(values, cmap), scale)
-    strong = upscale(colorize(enhance_contrast(values), cmap, 0.0, 1.0), scale)
+    values = values.reshape(-1, *values.shape[-2:])
+    if values.shape[0] == 3:
+        low, high = float(values.min()), float(values.max())
+        plain = upscale(_rgb((values - low) / (high - low) if high > low else np.zeros_like(values)), scale)
+        strong = upscale(_rgb(enhance_contrast(values)), scale)
+    else:
+        values = values.mean(axis=0)
+        plain = upscale(colorize(values, cmap), scale)
+        strong = upscale(colorize(enhance_contrast(values), cmap, 0.0, 1.0), scale)
     gap = np.full((plain.shape[0], 1, 3), 255, dtype=np.uint8)
     return np.concatenate([plain, gap, strong], axis=1)
+
+
+def _rgb(channels: np.ndarray) -> np.ndarray:
+    """3 x H x W values in [0, 1] -> H x W x 3 uint8."""
+    return (np.clip(channels, 0.0, 1.0).transpose(1, 2, 0) * 255).round().astype(np.uint8)
 
 
 def oip_tile(image, text: str, reacted: bool = True, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:

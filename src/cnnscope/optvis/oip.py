@@ -64,19 +64,20 @@ def start_seed(seed: int, objective: O.Objective, restart: int) -> int:
 
 
 def precursor_candidates(seed: int, objective: O.Objective, restart: int, count: int,
-                         size: tuple[int, int], scales: Sequence[int], factors: Sequence[float]) -> torch.Tensor:
+                         size: tuple[int, int], scales: Sequence[int], factors: Sequence[float],
+                         channels: int = 1) -> torch.Tensor:
     """`count` starts for one target: the ordinary start first, then long-range noise.
 
     Candidate k >= 1 is noise on PRECURSOR_SCALES; every fourth is plain, the others keep only
     the bright blobs above a threshold (0.5, 1.0, 1.5 std) -- stroke-like pictures on a dark
     background, closer to what MNIST maps were trained on. All standardised per image.
     """
-    first = multiscale_noise(1, size, scales, factors, seeds=[start_seed(seed, objective, restart)])
+    first = multiscale_noise(1, size, scales, factors, seeds=[start_seed(seed, objective, restart)], channels=channels)
     if count <= 1:
         return first
     usable = tuple(s for s in PRECURSOR_SCALES if s <= min(size))
     seeds = [noise_seed(seed, target_key(objective), restart, PRECURSOR_TAG, k) for k in range(1, count)]
-    noise = multiscale_noise(count - 1, size, usable, (0.5,) * len(usable), seeds=seeds)
+    noise = multiscale_noise(count - 1, size, usable, (0.5,) * len(usable), seeds=seeds, channels=channels)
     thresholds = torch.tensor([PRECURSOR_THRESHOLDS[k % len(PRECURSOR_THRESHOLDS)] for k in range(1, count)])
     blobs = torch.where(thresholds.view(-1, 1, 1, 1) > 0,
                         torch.relu(noise - thresholds.view(-1, 1, 1, 1)), noise)
@@ -165,7 +166,7 @@ def find_oips(
     size = _check_find_options(model, objectives, strategy, restarts, precursor, precursor_steps, chunk_size,
                                start, size)
     scales, factors = check_noise_parameters(scales, factors, size)
-    m = len(objectives)
+    m, channels = len(objectives), model.spec.in_channels
     run_kw = dict(chunk_size=chunk_size, device=device, progress=progress)
     if start is not None:
         starts = per_image_standardize(start.float()).expand(m, -1, -1, -1).clone()
@@ -180,11 +181,11 @@ def find_oips(
                                                  size, first_scales, first_factors, run_kw)
     else:
         seeds = [start_seed(seed, objectives[i], r) for r, i in pairs]
-        starts = multiscale_noise(len(pairs), size, first_scales, first_factors, seeds=seeds)
+        starts = multiscale_noise(len(pairs), size, first_scales, first_factors, seeds=seeds, channels=channels)
         kinds = ["noise"] * len(pairs)
     own = [start_seed(seed, objectives[i], r) for r, i in pairs]  # later stages add the target's own scales
     result = strategy.ascend(model, starts, [objectives[i] for r, i in pairs], settings,
-                             lambda: noise_components(len(pairs), size, scales, seeds=own), factors,
+                             lambda: noise_components(len(pairs), size, scales, seeds=own, channels=channels), factors,
                              {**run_kw, "regularizers": extra, "groups": _race_groups(settings, pairs)})
     return OipRun(objectives=objectives, **_best_starts(result, restarts, m, seeds, kinds), settings=settings,
                   scales=scales, factors=factors, restarts=restarts, precursor=precursor,
@@ -233,8 +234,9 @@ def _check_find_options(model, objectives, strategy, restarts, precursor, precur
         if restarts != 1 or precursor:
             raise UserError("a start image cannot be combined with restarts or precursor (they need noise starts)",
                             "start")
-        if start.dim() != 4 or start.shape[1] != 1 or start.shape[0] not in (1, len(objectives)):
-            raise UserError(f"start image must be 1 x 1 x H x W, got shape {tuple(start.shape)}", "start")
+        channels = model.spec.in_channels
+        if start.dim() != 4 or start.shape[1] != channels or start.shape[0] not in (1, len(objectives)):
+            raise UserError(f"start image must be 1 x {channels} x H x W, got shape {tuple(start.shape)}", "start")
         size = tuple(start.shape[-2:])
     return _image_size(model, objectives, size)
 
@@ -273,7 +275,8 @@ def _best_restart(result: AscentResult, restarts: int, m: int) -> torch.Tensor:
 def _precursor_starts(model, objectives, pairs, settings, seed, precursor, precursor_steps, size, scales, factors,
                       run_kw) -> tuple[torch.Tensor, list[int], list[str]]:
     """Screen `precursor` candidates per (restart, target) for a few steps; (starts, seeds, kinds) of the winners."""
-    candidates = torch.cat([precursor_candidates(seed, objectives[i], r, precursor, size, scales, factors)
+    channels = model.spec.in_channels
+    candidates = torch.cat([precursor_candidates(seed, objectives[i], r, precursor, size, scales, factors, channels)
                             for r, i in pairs])
     screen = replace(settings, steps=int(precursor_steps), snapshot_steps=(0,), early_stop=False, race=0)
     screened = run_batched(model, candidates, [objectives[i] for r, i in pairs for _ in range(precursor)],

@@ -75,16 +75,18 @@ def multiscale_noise(
     factors: Sequence[float] = DEFAULT_FACTORS,
     seed: int = 0,
     seeds: Sequence[int] | None = None,
+    channels: int = 1,
 ) -> torch.Tensor:
-    """N x 1 x H x W noise on several length scales, standardised per image.
+    """N x C x H x W noise on several length scales, standardised per image (C = `channels`).
 
     Image i uses the seed `seeds[i]` when given, else `noise_seed(seed, i)`.
     A scale s is an s x s grid stretched over the whole image.
     """
     height, width = _size(size)
     scales, factors = check_noise_parameters(scales, factors, (height, width))
-    images = torch.zeros(int(n), 1, height, width)
-    for factor, component in zip(factors, noise_components(n, (height, width), scales, seed, seeds), strict=True):
+    images = torch.zeros(int(n), int(channels), height, width)
+    parts = noise_components(n, (height, width), scales, seed, seeds, channels)
+    for factor, component in zip(factors, parts, strict=True):
         if factor != 0:
             images += factor * component
     return per_image_standardize(images)
@@ -96,23 +98,25 @@ def noise_components(
     scales: Sequence[int] = DEFAULT_SCALES,
     seed: int = 0,
     seeds: Sequence[int] | None = None,
+    channels: int = 1,
 ) -> list[torch.Tensor]:
-    """The unweighted parts of `multiscale_noise`, one N x 1 x H x W tensor per scale.
+    """The unweighted parts of `multiscale_noise`, one N x C x H x W tensor per scale.
 
-    Part s of image i is uniform [-1, 1] noise on an s x s grid, upscaled bicubically (with
-    antialiasing) to the image size; every scale's cells are drawn from image i's generator in
-    order, so a part is the same whichever factors are used (OIP strategy 1 adds them one by one).
+    Part s of image i is uniform [-1, 1] noise on an s x s grid per channel, upscaled bicubically
+    (with antialiasing) to the image size; every scale's cells are drawn from image i's generator
+    in order (a scale's grids of all channels at once), so a part is the same whichever factors
+    are used (OIP strategy 1 adds them one by one).
     """
     height, width = _size(size)
     if seeds is None:
         seeds = [noise_seed(seed, i) for i in range(int(n))]
     elif len(seeds) != n:
         raise ValueError(f"got {len(seeds)} seeds for {n} images")
-    parts = [torch.zeros(int(n), 1, height, width) for _ in scales]
+    parts = [torch.zeros(int(n), int(channels), height, width) for _ in scales]
     for i, image_seed in enumerate(seeds):
         generator = torch.Generator().manual_seed(int(image_seed))
         for part, scale in zip(parts, scales, strict=True):
-            cells = 2.0 * torch.rand(1, 1, int(scale), int(scale), generator=generator) - 1.0
+            cells = 2.0 * torch.rand(1, int(channels), int(scale), int(scale), generator=generator) - 1.0
             if (scale, scale) != (height, width):
                 cells = F.interpolate(cells, size=(height, width), mode="bicubic", align_corners=False, antialias=True)
             part[i] = cells[0]
