@@ -303,6 +303,13 @@ def test_explore_serves_a_torch_model_until_stopped(nets, mnist, tmp_path):
         assert view["predicted"] == int(truth["classifier.3"][0].argmax())
         oip = httpx.post(f"{explorer.url}/api/oip/features.3", json={"maps": [2]}, timeout=60).json()
         assert oip["oips"][0]["map"] == 2
+        trust = httpx.get(f"{explorer.url}/api/oip/features.3/2/trust", timeout=120).json()["trust"]
+        with torch.no_grad():  # the trust figures work on a wrapped model too: the ratio, computed here
+            best = float(model.activations(to_tensor(mnist.test_x), ["features.3"])["features.3"][:, 2].mean(
+                dim=(1, 2)).max())
+        assert trust["ratio"] == pytest.approx(oip["oips"][0]["value"] / best, rel=1e-3)
+        assert -1 <= trust["natural_path_mean"] <= 1 and 0 <= trust["outside"] <= 1
+        assert isinstance(trust["majority"], bool) and 0 < trust["start_similarity"] <= 1
     finally:
         explorer.stop()
     assert not explorer.running
