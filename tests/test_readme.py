@@ -34,6 +34,8 @@ def test_readme_python_example_runs(index, small_model_dir):
     if "run" in namespace:
         assert namespace["picture"].ndim == 3 and namespace["picture"].shape[2] == 3
         assert namespace["result"].values.shape[1] == 2
+    if "colour" in namespace:
+        assert namespace["oips"].images.shape == (8, 3, 32, 32) and namespace["tiles"].shape[2] == 3
     if "maps" in namespace:
         assert set(namespace["maps"]) == {"Conv2D_1", "Dense_1"}
         assert namespace["cam"].shape == (8, 28, 28)
