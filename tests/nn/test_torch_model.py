@@ -344,5 +344,35 @@ def test_oips_of_a_colour_model_start_from_colour_noise_and_are_drawn_in_colour(
     assert pair.shape == (84, 169, 3) and float(np.abs(pair[..., 0].astype(int) - pair[..., 2]).mean()) > 5
     with pytest.raises(UserError, match=r"start image must be 1 x 3 x H x W, got shape \(1, 1, 28, 28\)"):
         find_oips(model, targets, AscentSettings(steps=3), start=torch.zeros(1, 1, 28, 28))
-    with pytest.raises(UserError, match="dreams paint into a photo's grey luminance, so they need a 1-channel network"):
+    with pytest.raises(UserError, match=r"RGB image \(for this colour network\) must be 1 x 3 x H x W"):
         dream(model, torch.rand(1, 1, 40, 50), O.channel("features.3", 1), DreamSettings(mode="native", steps=2))
+
+
+def test_a_colour_network_dreams_in_colour(nets):
+    from cnnscope.data.photos import photo_from_image, sample_image
+    from cnnscope.figures.dream import render_panel
+
+    gray = nets["sequential"]
+    red_only = SequentialNet()  # the trained grey net looking at the red channel alone
+    red_only.load_state_dict(gray.state_dict())
+    first = gray.features[0]
+    red_only.features[0] = nn.Conv2d(3, 8, 3)
+    with torch.no_grad():
+        red_only.features[0].weight.copy_(torch.cat([first.weight, torch.zeros_like(first.weight).repeat(1, 2, 1, 1)], 1))
+        red_only.features[0].bias.copy_(first.bias)
+    model = cnnscope.from_torch(red_only, input_size=(3, 28, 28), normalize=MNIST_NORMALIZATION)
+    photo = photo_from_image(sample_image("flower"), "flower", max_side=80)
+    objective = O.channel("features.3", 5)
+    unchanged = dream(model, photo, objective, DreamSettings(mode="native", steps=0, rounds=1))
+    assert unchanged.luminance.shape == (1, 3, *photo.size)
+    assert torch.allclose(unchanged.luminance, photo.rgb())  # no steps: the photo's colours
+    result = dream(model, photo, objective, DreamSettings(mode="native", steps=5, rounds=2, jitter=0))
+    assert result.values[-1] > result.values[0]
+    before = photo.rgb()
+    assert torch.equal(result.luminance[:, 1:], before[:, 1:])  # green and blue: unseen, untouched
+    assert float((result.luminance[:, 0] - before[:, 0]).abs().max()) > 0.01  # red dreamed
+    assert len(result.frames) == 3 and result.frames[-1].shape == (3, *photo.size)
+    panel = render_panel(photo, result)
+    assert panel.ndim == 3 and panel.shape[2] == 3
+    with pytest.raises(UserError, match="a colour network dreams with --mode octaves or native"):
+        dream(model, photo, objective, DreamSettings(mode="downscale", steps=2))

@@ -49,11 +49,24 @@ class Photo:
     def is_color(self) -> bool:
         return self.chroma is not None
 
+    def rgb(self) -> torch.Tensor:
+        """The photo as 1 x 3 x H x W RGB in [0, 1] (a grey photo in three equal channels)."""
+        y = self.luminance.detach().reshape(self.size).float().cpu().numpy()
+        if self.chroma is None:
+            return torch.from_numpy(np.stack([y, y, y]))[None]
+        return torch.from_numpy(ycbcr_to_rgb(y, self.chroma[0], self.chroma[1]))[None]
+
     def compose(self, luminance: torch.Tensor, color: bool = True) -> Image.Image:
         """A new luminance (H x W or 1 x 1 x H x W, [0, 1]) with this photo's chroma -> PIL image.
 
-        Returns an RGB image for colour photos (unless `color` is False), else an "L" image.
+        Returns an RGB image for colour photos (unless `color` is False), else an "L" image. A
+        3-channel image (3 x H x W or 1 x 3 x H x W: the dream of a colour network) is already
+        RGB and is returned as it is (in grey with `color` False).
         """
+        if luminance.dim() >= 3 and luminance.shape[-3] == 3:
+            rgb = Image.fromarray(to_uint8(luminance.detach().reshape(3, *self.size).float().cpu().numpy()
+                                           .transpose(1, 2, 0)))
+            return rgb if color else rgb.convert("L")
         y = luminance.detach().reshape(self.size).float().cpu().numpy()
         if not (color and self.chroma is not None):
             return Image.fromarray(to_uint8(y))

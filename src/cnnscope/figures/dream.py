@@ -47,7 +47,8 @@ def panel_cells(photo: Photo, result: DreamResult, color: bool = True) -> list[t
         cells.append((f"detail re-added, width {result.settings.width:g}", _rgb(photo.compose(result.luminance, color))))
     else:
         cells.append(("dream", _rgb(photo.compose(result.luminance, color))))
-        change = (result.raw - photo.luminance.reshape(result.raw.shape).to(result.raw.dtype))[0, 0]
+        start = photo.luminance if result.raw.shape[1] == 1 else photo.rgb()  # a colour network dreamed in RGB
+        change = (result.raw - start.reshape(result.raw.shape).to(result.raw.dtype))[0].mean(dim=0)
         limit = max(float(change.abs().max()), 1e-6)
         cells.append(("change (red: brighter)", colorize(change, "seismic", -limit, limit)))
     return cells

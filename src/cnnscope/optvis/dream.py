@@ -111,6 +111,9 @@ def dream(
 
     `photo` is a `Photo` or a luminance tensor (1 x 1 x H x W or H x W, values in [0, 1]).
     The photo's colours are not touched here: `photo.compose(result.luminance)` adds them.
+    A colour network (3 input channels, `from_torch`) dreams on the photo's RGB instead (a
+    `Photo`, or a 1 x 3 x H x W tensor) in the octaves and native modes; `result.luminance` is
+    then that 1 x 3 x H x W RGB dream, which `photo.compose` shows as it is.
     `threads`: torch CPU threads during the dream (restored afterwards); None leaves torch's
     setting. The default 1 is deliberate: a dream's images are small (28 x 28 up to a few
     hundred pixels) and gain little from intra-op threads, while on a busy machine more
@@ -119,14 +122,17 @@ def dream(
     """
     started = time.perf_counter()
     settings = (settings or DreamSettings()).resolved()
-    luminance = photo.luminance if isinstance(photo, Photo) else photo
-    if luminance.dim() == 2:
-        luminance = luminance[None, None]
-    if luminance.dim() != 4 or luminance.shape[:2] != (1, 1):
-        raise UserError(f"a photo's luminance must be 1 x 1 x H x W, got shape {tuple(luminance.shape)}")
+    check_normalization(model, settings.mode)
+    channels = model.spec.in_channels
+    if isinstance(photo, Photo):
+        luminance = photo.luminance if channels == 1 else photo.rgb()
+    else:
+        luminance = photo[None, None] if photo.dim() == 2 else photo
+    if luminance.dim() != 4 or luminance.shape[:2] != (1, channels):
+        what = "luminance" if channels == 1 else "RGB image (for this colour network)"
+        raise UserError(f"a photo's {what} must be 1 x {channels} x H x W, got shape {tuple(luminance.shape)}")
     height, width = int(luminance.shape[-2]), int(luminance.shape[-1])
     check_objective(model, objective, settings.mode)
-    check_normalization(model, settings.mode)
     sizes = check_sizes(settings, height, width)
     device = device_of(model)
     original = luminance.detach().to(device=device, dtype=torch.float32)
@@ -154,18 +160,23 @@ def _dream(run: _Runner, original: torch.Tensor, sizes: list[tuple[int, int]], s
     )
 
 
+def _frame(image: torch.Tensor) -> torch.Tensor:
+    """1 x C x H x W -> H x W (grey) or 3 x H x W (colour) on the CPU."""
+    return (image[0, 0] if image.shape[1] == 1 else image[0]).cpu()
+
+
 class _Record:
     """The stages, frames and notes of a dream as it goes."""
 
     def __init__(self, run: _Runner, original: torch.Tensor):
         self.run = run
-        self.frames = [adjust_distribution(original, run.settings.width)[0, 0].cpu()]
+        self.frames = [_frame(adjust_distribution(original, run.settings.width))]
         self.stages: list[Stage] = []
         self.notes: list[str] = []
 
     def finish(self, stage: Stage, image: torch.Tensor) -> None:
         self.stages.append(stage)
-        self.frames.append(adjust_distribution(image, self.run.settings.width)[0, 0].cpu())
+        self.frames.append(_frame(adjust_distribution(image, self.run.settings.width)))
         if self.run.on_stage is not None:
             self.run.on_stage(stage)
 

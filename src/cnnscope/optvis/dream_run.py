@@ -28,10 +28,10 @@ class Stage:
 
 @dataclass
 class DreamResult:
-    luminance: torch.Tensor  # 1 x 1 x H x W in [0, 1]: the dream, after the final adjustment
-    raw: torch.Tensor  # 1 x 1 x H x W: the dream before the adjustment (not clipped)
+    luminance: torch.Tensor  # 1 x 1 x H x W in [0, 1]: the dream, after the final adjustment (1 x 3: RGB)
+    raw: torch.Tensor  # 1 x 1 (or 3) x H x W: the dream before the adjustment (not clipped)
     stages: list[Stage]
-    frames: list[torch.Tensor]  # H x W in [0, 1] (adjusted): the photo, then after each stage
+    frames: list[torch.Tensor]  # H x W (or 3 x H x W) in [0, 1] (adjusted): the photo, then after each stage
     settings: DreamSettings
     objective: str
     seconds: float

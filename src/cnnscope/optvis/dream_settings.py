@@ -115,14 +115,19 @@ def default_map(model) -> str:
 
 
 def check_normalization(model, mode: str) -> None:
-    """UserError if the model cannot dream on a photo's luminance (more than one input channel) or
-    its input normalisation cannot be applied to a photo in this mode:
+    """UserError if the model cannot dream on a photo (neither 1 nor 3 input channels; a colour
+    network in the downscale mode) or its input normalisation cannot be applied to a photo in
+    this mode:
     `per_pixel` standardises each of the 28x28 pixels by its own mean and std, which has no
     meaning for a photo of another size (octaves and native); downscale works at 28x28 with
     the articles' per-image standardisation and takes any normalisation."""
-    if model.spec.in_channels != 1:
-        raise UserError(f"dreams paint into a photo's grey luminance, so they need a 1-channel network; this one "
-                        f"takes {model.spec.in_channels} channels (its OIPs, activations and explanations work)")
+    channels = model.spec.in_channels
+    if channels not in (1, 3):
+        raise UserError(f"dreams paint into a photo's grey luminance (1 channel) or its colours (3); this network "
+                        f"takes {channels} channels")
+    if channels == 3 and mode == "downscale":
+        raise UserError("the downscale mode is the articles' 28x28 grey loop; a colour network dreams with --mode "
+                        "octaves or native", "mode")
     if mode != "downscale" and model.spec.normalization.mode == "per_pixel":
         raise UserError(f"--mode {mode} needs one shift and scale for the whole photo, but this model standardises "
                         f"each of its {NETWORK_SIZE}x{NETWORK_SIZE} pixels separately (per_pixel normalisation); "
