@@ -12,13 +12,14 @@ from cnnscope.data.mnist import to_tensor
 from cnnscope.errors import UserError
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import RACE_STARTS, AscentSettings, ascend
+from cnnscope.optvis.callbacks import Callback
 from cnnscope.optvis.examples import target_values
 from cnnscope.optvis.gallery import raced, start_similarity
 from cnnscope.optvis.oip import find_oips, map_objectives
 from cnnscope.optvis.quality import quality_report
 from cnnscope.optvis.starts import multiscale_noise
 from cnnscope.optvis.steps import NormalizedGradient, cosine_epsilon
-from cnnscope.optvis.strategies import CoarseToFine, _chunks
+from cnnscope.optvis.strategies import CoarseToFine, _chunks, run_batched
 
 
 def test_cosine_epsilon_falls_from_start_to_end_and_stays():
@@ -136,3 +137,24 @@ def test_the_default_chunk_is_128_images_per_cpu_thread_and_512_on_a_gpu():
     finally:
         torch.set_num_threads(before)
     assert default_chunk_size(torch.device("cuda")) == 512
+
+
+def test_small_batches_run_on_fewer_threads_and_the_setting_comes_back(small_model):
+    from cnnscope.optvis.strategies import chunk_threads
+
+    before = torch.get_num_threads()
+    seen = []
+
+    class Threads(Callback):  # records the thread count the ascent runs with
+        def on_begin(self, settings, images):
+            seen.append(torch.get_num_threads())
+
+    try:
+        torch.set_num_threads(2)
+        assert [chunk_threads(n, torch.device("cpu")) for n in (1, 16, 63, 64, 500)] == [1, 1, 1, 2, 2]
+        assert chunk_threads(16, torch.device("cuda")) is None
+        run_batched(small_model, multiscale_noise(3), map_objectives(small_model, "Conv2D_3", [0, 1, 2]),
+                    AscentSettings(steps=2), callbacks=[Threads()])
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

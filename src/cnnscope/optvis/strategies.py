@@ -15,10 +15,21 @@ from cnnscope.nn.model import per_image_standardize
 from cnnscope.optvis import objectives as O
 from cnnscope.optvis.ascent import AscentResult, AscentSettings, ascend
 from cnnscope.optvis.callbacks import Callback, ProgressBar
-from cnnscope.runtime import device_of
+from cnnscope.runtime import device_of, using_threads
 
 CPU_CHUNK_PER_THREAD = 128  # images per batch and torch thread on the CPU (benchmarks/README: chunk size)
 GPU_CHUNK = 512
+
+
+IMAGES_PER_THREAD = 32  # below this many images per CPU thread, fewer threads are faster (benchmarks/README)
+
+
+def chunk_threads(images: int, device: torch.device) -> int | None:
+    """Torch CPU threads for a batch of `images`: torch's setting, but at most one per
+    IMAGES_PER_THREAD images (32 maps took 0.62 s on one thread, 0.86 s on two); None on a GPU."""
+    if device.type != "cpu":
+        return None
+    return max(1, min(torch.get_num_threads(), images // IMAGES_PER_THREAD))
 
 
 def default_chunk_size(device: torch.device) -> int:
@@ -67,8 +78,9 @@ def run_batched(model, starts: torch.Tensor, objectives: Sequence[O.Objective], 
         objective = O.per_element([objectives[i] for i in chunk.tolist()])
         extra = [r.select(chunk) for r in regularizers]
         penalties = [*settings.pieces(model).regularizers, *extra] if extra else None
-        result = ascend(model, starts[chunk].to(device), objective, settings, hooks, regularizers=penalties,
-                        groups=None if groups is None else groups[chunk])
+        with using_threads(chunk_threads(len(chunk), device)):
+            result = ascend(model, starts[chunk].to(device), objective, settings, hooks, regularizers=penalties,
+                            groups=None if groups is None else groups[chunk])
         parts.append(_pad_result(result, steps, snapshot_steps))
     return _merge(chunks, parts)
 
