@@ -51,10 +51,15 @@ class Photo:
 
     def rgb(self) -> torch.Tensor:
         """The photo as 1 x 3 x H x W RGB in [0, 1] (a grey photo in three equal channels)."""
-        y = self.luminance.detach().reshape(self.size).float().cpu().numpy()
-        if self.chroma is None:
-            return torch.from_numpy(np.stack([y, y, y]))[None]
-        return torch.from_numpy(ycbcr_to_rgb(y, self.chroma[0], self.chroma[1]))[None]
+        y = self._values(self.luminance)
+        return torch.from_numpy(np.stack([y, y, y]) if self.chroma is None else self._with_chroma(y))[None]
+
+    def _values(self, luminance: torch.Tensor) -> np.ndarray:
+        return luminance.detach().reshape(self.size).float().cpu().numpy()
+
+    def _with_chroma(self, y: np.ndarray) -> np.ndarray:
+        """A luminance (H x W) with this photo's chroma -> 3 x H x W RGB in [0, 1]."""
+        return ycbcr_to_rgb(np.clip(y, 0.0, 1.0), self.chroma[0], self.chroma[1])
 
     def compose(self, luminance: torch.Tensor, color: bool = True) -> Image.Image:
         """A new luminance (H x W or 1 x 1 x H x W, [0, 1]) with this photo's chroma -> PIL image.
@@ -67,11 +72,10 @@ class Photo:
             rgb = Image.fromarray(to_uint8(luminance.detach().reshape(3, *self.size).float().cpu().numpy()
                                            .transpose(1, 2, 0)))
             return rgb if color else rgb.convert("L")
-        y = luminance.detach().reshape(self.size).float().cpu().numpy()
+        y = self._values(luminance)
         if not (color and self.chroma is not None):
             return Image.fromarray(to_uint8(y))
-        rgb = ycbcr_to_rgb(np.clip(y, 0.0, 1.0), self.chroma[0], self.chroma[1])
-        return Image.fromarray(to_uint8(rgb.transpose(1, 2, 0)))
+        return Image.fromarray(to_uint8(self._with_chroma(y).transpose(1, 2, 0)))
 
     def original(self, color: bool = True) -> Image.Image:
         """The photo as used (after any resize), as a PIL image."""

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from cnnscope.data.photos import to_uint8
 from cnnscope.figures.render import (
     colorize,
     enhance_contrast,
@@ -44,19 +45,15 @@ def oip_pair(image, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarra
     values = values.reshape(-1, *values.shape[-2:])
     if values.shape[0] == 3:
         low, high = float(values.min()), float(values.max())
-        plain = upscale(_rgb((values - low) / (high - low) if high > low else np.zeros_like(values)), scale)
-        strong = upscale(_rgb(enhance_contrast(values)), scale)
+        stretched = (values - low) / (high - low) if high > low else np.zeros_like(values)
+        plain = upscale(to_uint8(stretched.transpose(1, 2, 0)), scale)
+        strong = upscale(to_uint8(enhance_contrast(values).transpose(1, 2, 0)), scale)
     else:
         values = values.mean(axis=0)
         plain = upscale(colorize(values, cmap), scale)
         strong = upscale(colorize(enhance_contrast(values), cmap, 0.0, 1.0), scale)
     gap = np.full((plain.shape[0], 1, 3), 255, dtype=np.uint8)
     return np.concatenate([plain, gap, strong], axis=1)
-
-
-def _rgb(channels: np.ndarray) -> np.ndarray:
-    """3 x H x W values in [0, 1] -> H x W x 3 uint8."""
-    return (np.clip(channels, 0.0, 1.0).transpose(1, 2, 0) * 255).round().astype(np.uint8)
 
 
 def oip_tile(image, text: str, reacted: bool = True, scale: int = TILE_SCALE, cmap: str = "viridis") -> np.ndarray:

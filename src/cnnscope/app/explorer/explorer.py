@@ -240,13 +240,14 @@ class Explorer:
 
     def _with_trust(self, layer: str, records: dict[int, dict], stats: TestStats) -> dict[int, dict]:
         """`records` with the trust figures of those that lack them added (and stored)."""
-        lacking = [m for m, r in records.items() if "trust" not in r and self.oips.image(layer, m) is not None]
+        stored = {m: self.oips.image(layer, m) for m, r in records.items() if "trust" not in r}
+        lacking = [m for m, image in stored.items() if image is not None]
         if not lacking:
             return records
         if self._test_images is None:
             self._test_images = to_tensor(self.test_x)
         with self._oip_lock:
-            images = torch.stack([torch.from_numpy(self.oips.image(layer, m))[None] for m in lacking])
+            images = torch.stack([torch.from_numpy(stored[m])[None] for m in lacking])
             values = torch.from_numpy(np.ascontiguousarray(stats.map_means[layer][:, lacking].T))
             figures = trust_figures(self.model, layer, lacking, [records[m] for m in lacking], images,
                                     self._test_images, values)
