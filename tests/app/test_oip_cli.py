@@ -63,6 +63,8 @@ def test_start_from_a_test_image(small_model_dir, mnist, tmp_path, capsys):
 
 BAD = [
     (["--layer", "Conv2D_9"], "unknown layer 'Conv2D_9'"),
+    (["--chunk", "0"], "chunk must be"),
+    (["--chunk", "2.5"], "chunk must be"),
     (["--maps", "128"], "0..127"),
     (["--maps", "5-x"], "not a number or range"),
     (["--maps", "9-3"], "backwards"),

@@ -477,3 +477,16 @@ def test_explore_on_a_busy_port_is_a_one_line_error(capsys, small_model_dir):
     sock = bind_socket("127.0.0.1", 0)
     assert sock.proto == socket.IPPROTO_TCP  # asyncio then sets TCP_NODELAY (no 40 ms delayed-ACK stalls)
     sock.close()
+
+
+def test_trust_figures_of_a_record_that_vanished_are_not_written(model_and_app, mnist, tmp_path):
+    from cnnscope.app.explorer.oips import OipCache
+
+    model = model_and_app[0]
+    with TestClient(create_app(model, {}, mnist, tmp_path, oip_settings=TEST_OIP)) as client:
+        client.post("/api/oip/Conv2D_1", json={"maps": [1]})
+    cache = OipCache(tmp_path / "oip" / weights_hash(model)[:16], TEST_OIP, weights_hash(model))
+    _, sidecar = cache.paths("Conv2D_1", 1)
+    sidecar.write_text("{broken")  # a record cut short by a crash
+    assert cache.add_trust("Conv2D_1", 1, {"ratio": 1.0}) is None
+    assert sidecar.read_text() == "{broken"  # nothing written over it

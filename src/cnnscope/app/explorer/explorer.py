@@ -252,7 +252,8 @@ class Explorer:
             figures = trust_figures(self.model, layer, lacking, [records[m] for m in lacking], images,
                                     self._test_images, values)
             for m, trust in zip(lacking, figures, strict=True):
-                records[m] = {**self.oips.add_trust(layer, m, trust), "cached": records[m]["cached"]}
+                updated = self.oips.add_trust(layer, m, trust)
+                records[m] = {**(updated or records[m]), "trust": trust, "cached": records[m]["cached"]}
         return records
 
     def oip_png(self, layer: str, index: int) -> bytes:

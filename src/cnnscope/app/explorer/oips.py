@@ -217,11 +217,14 @@ class OipCache:
         except (OSError, ValueError):
             return None
 
-    def add_trust(self, layer: str, index: int, trust: dict) -> dict:
-        """Write a stored OIP's trust figures into its record; the record as `read` gives it."""
+    def add_trust(self, layer: str, index: int, trust: dict) -> dict | None:
+        """Write a stored OIP's trust figures into its record; the record as `read` gives it
+        (None if the record is gone or unreadable meanwhile: nothing is written then)."""
         _, sidecar = self.paths(layer, index)
-        record = {k: v for k, v in self.read(layer, index).items() if k not in ("url", "cached")}
-        write_json(sidecar, {**record, "trust": trust})
+        stored = self.read(layer, index)
+        if stored is None:
+            return None
+        write_json(sidecar, {**{k: v for k, v in stored.items() if k not in ("url", "cached")}, "trust": trust})
         return self.read(layer, index)
 
     def url(self, layer: str, index: int) -> str:
